@@ -1,0 +1,38 @@
+"""Dask on HPC, the batch way: every rank of one allocation takes a role.
+
+Importing this package is cheap: distributed and mpi4py load only when a role starts, so that
+MPI can be initialised before distributed (dask-mpi PR #100).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AllocationEnding",
+    "BatchRunner",
+    "WorldTooSmallException",
+    "initialize",
+    "send_close_signal",
+    "__version__",
+]
+
+_LAZY = {
+    "BatchRunner": ".runner",
+    "WorldTooSmallException": ".runner",
+    "AllocationEnding": ".lifecycle",
+    "initialize": ".initialize",
+    "send_close_signal": ".initialize",
+    "AddOnWorkers": ".submit",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(_LAZY[name], __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module 'dask_batch' has no attribute {name!r}")

@@ -1,0 +1,89 @@
+"""MPI, only when it fits: imported lazily, initialised before distributed (dask-mpi PR #100)."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from .placement import Placement, with_mpi
+
+logger = logging.getLogger("dask_batch")
+
+# variables only an MPI-capable launcher sets (a plain `srun` sets none of them)
+MPI_LAUNCH_VARS = (
+    "PMI_RANK", "PMI_FD", "PMI_PORT", "PMI_ID", "PMIX_RANK", "OMPI_COMM_WORLD_RANK",
+    "MV2_COMM_WORLD_RANK", "PALS_RANKID", "JSM_NAMESPACE_RANK",
+)
+
+
+def available() -> bool:
+    return "mpi4py" in sys.modules or importlib.util.find_spec("mpi4py") is not None
+
+
+def wanted(mode: str, environ: Mapping[str, str], placement: Placement, comm: Any) -> bool:
+    """Use MPI? ``auto``: when mpi4py is installed and a launcher started several processes."""
+    if comm is not None or mode == "true":
+        return True
+    if mode == "false" or not available():
+        return False
+    return placement.size > 1 or any(v in environ for v in MPI_LAUNCH_VARS)
+
+
+def world(comm: Any = None) -> Any:
+    if comm is not None:
+        return comm
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD
+
+
+def finalize(timeout: float = 5.0) -> bool:
+    """Finalize MPI if this process started it; True if it did.
+
+    Hydra takes an exit without MPI_Finalize *and* the C library's exit handlers (which end
+    the PMI session) for a crash and kills every rank, so the caller must then leave through
+    C ``exit()``, not ``os._exit``. A hard exit bounds it in case a dead peer makes it wait.
+    """
+    mod = sys.modules.get("mpi4py.MPI")
+    if mod is None:
+        return False
+    MPI: Any = mod
+    if not MPI.Is_initialized() or MPI.Is_finalized():
+        return False
+    from .lifecycle import hard_exit_after
+
+    hard_exit_after(timeout, 1, "MPI_Finalize did not return")
+    MPI.Finalize()
+    return True
+
+
+def mismatch(placement: Placement, size: int) -> str | None:
+    """A one-line explanation when MPI and the launcher disagree about the world."""
+    if size == 1 and placement.size > 1:
+        hint = (
+            "for srun use --mpi=pmi2 (MPICH) or --mpi=pmix (Open MPI)"
+            if placement.launcher == "slurm"
+            else "launch with the mpiexec of the MPI that mpi4py uses"
+        )
+        return (
+            f"MPI sees 1 process but {placement.launcher} started {placement.size}: the MPI "
+            f"library does not match the launcher ({hint}); using the launcher's environment"
+        )
+    return None
+
+
+def placement_from(comm: Any, env: Placement) -> Placement:
+    rank, size = comm.Get_rank(), comm.Get_size()
+    placed = with_mpi(env, rank, size)
+    if placed.launcher == "mpi" and size > 1:
+        # the environment disagrees with MPI: ask MPI which ranks share this node
+        from mpi4py import MPI
+
+        local = comm.Split_type(MPI.COMM_TYPE_SHARED)
+        placed = Placement(**{**placed.as_dict(), "local_rank": local.Get_rank(),
+                              "local_size": local.Get_size()})
+        local.Free()
+    return placed

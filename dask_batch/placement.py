@@ -1,0 +1,284 @@
+"""Who am I: rank, size, local rank and node of this process, from the launcher's environment.
+
+A launcher is a row in ``LAUNCHERS``; the first row whose rank and size are both present wins
+(see ``docs/placement.md`` for why the order is what it is). Nested launchers are the trap:
+``mpirun`` inside ``sbatch`` inherits ``SLURM_*`` (the batch shell itself has ``SLURM_PROCID=0``),
+and hydra inside Slurm runs ranks under one-proxy-per-node steps, so ``SLURM_*`` are wrong there.
+Rows that only carry a rank (PMIx, ALPS) take their size from a row whose rank agrees.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+
+class PlacementError(ValueError):
+    """The environment describes an impossible placement (e.g. rank >= size)."""
+
+
+@dataclass(frozen=True)
+class Launcher:
+    name: str
+    rank: tuple[str, ...]
+    size: tuple[str, ...] = ()
+    local_rank: tuple[str, ...] = ()
+    local_size: tuple[str, ...] = ()
+    node: tuple[str, ...] = ()
+    # a variable that must be present for the row to count (e.g. a real srun step)
+    requires: tuple[str, ...] = ()
+    # variables naming this launch, the same on every rank of it and different for the next
+    instance: tuple[str, ...] = ()
+
+
+# Order = precedence. Reference: docs/placement.md ("Recommended order").
+LAUNCHERS: tuple[Launcher, ...] = (
+    Launcher(
+        "openmpi",
+        rank=("OMPI_COMM_WORLD_RANK",),
+        size=("OMPI_COMM_WORLD_SIZE",),
+        local_rank=("OMPI_COMM_WORLD_LOCAL_RANK",),
+        local_size=("OMPI_COMM_WORLD_LOCAL_SIZE",),
+        instance=("PMIX_NAMESPACE", "OMPI_MCA_orte_hnp_uri", "OMPI_MCA_ess_base_jobid"),
+    ),
+    Launcher(
+        "jsrun",
+        rank=("JSM_NAMESPACE_RANK",),
+        size=("JSM_NAMESPACE_SIZE",),
+        local_rank=("JSM_NAMESPACE_LOCAL_RANK",),
+        local_size=("JSM_NAMESPACE_LOCAL_SIZE",),
+        instance=("PMIX_NAMESPACE", "LSB_JOBID"),
+    ),
+    Launcher(
+        "mvapich2",
+        rank=("MV2_COMM_WORLD_RANK",),
+        size=("MV2_COMM_WORLD_SIZE",),
+        local_rank=("MV2_COMM_WORLD_LOCAL_RANK",),
+        local_size=("MV2_COMM_WORLD_LOCAL_SIZE",),
+    ),
+    Launcher(
+        "pals",
+        rank=("PALS_RANKID",),
+        size=("PMI_SIZE",),
+        local_rank=("PALS_LOCAL_RANKID", "PMI_LOCAL_RANK"),
+        local_size=("PMI_LOCAL_SIZE", "PALS_LOCAL_SIZE"),
+        node=("PALS_NODEID",),
+        instance=("PALS_APID",),
+    ),
+    # MPICH / Intel MPI hydra, srun --mpi=pmi2, Flux's pmi plugin
+    Launcher(
+        "pmi",
+        rank=("PMI_RANK",),
+        size=("PMI_SIZE",),
+        local_rank=("MPI_LOCALRANKID", "PMI_LOCAL_RANK"),
+        local_size=("MPI_LOCALNRANKS", "PMI_LOCAL_SIZE"),
+        instance=("PMI_KVSNAME", "PMI_PORT"),
+    ),
+    Launcher(
+        "flux",
+        rank=("FLUX_TASK_RANK",),
+        size=("FLUX_JOB_SIZE",),
+        local_rank=("FLUX_TASK_LOCAL_ID",),
+        instance=("FLUX_JOB_ID",),
+    ),
+    Launcher("pmix", rank=("PMIX_RANK",), instance=("PMIX_NAMESPACE",)),
+    Launcher(
+        "slurm",
+        rank=("SLURM_PROCID",),
+        size=("SLURM_STEP_NUM_TASKS",),
+        local_rank=("SLURM_LOCALID",),
+        node=("SLURM_NODEID",),
+        # the batch shell has SLURM_PROCID=0 but no step: it is one process, not rank 0 of N
+        requires=("SLURM_STEP_ID",),
+        instance=("SLURM_STEP_ID",),
+    ),
+    Launcher("alps", rank=("ALPS_APP_PE",), instance=("ALPS_APP_ID",)),
+)
+
+# The batch job this process belongs to (not the launch: one job may run several launches).
+JOB_ID_VARS: tuple[tuple[str, str], ...] = (
+    ("SLURM_JOB_ID", "slurm"),
+    ("PBS_JOBID", "pbs"),
+    ("LSB_JOBID", "lsf"),
+    ("FLUX_JOB_ID", "flux"),
+    ("OAR_JOB_ID", "oar"),
+    ("COBALT_JOBID", "cobalt"),
+    ("JOB_ID", "sge"),  # Grid Engine's name is generic: checked last
+)
+
+OVERRIDE_RANK, OVERRIDE_SIZE = "DASK_BATCH_RANK", "DASK_BATCH_SIZE"
+
+
+@dataclass(frozen=True)
+class Placement:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    local_size: int = 1
+    node: int | None = None
+    hostname: str = ""
+    launcher: str = "none"
+    job_id: str | None = None
+    batch_system: str | None = None
+    # names this launch: ranks of one launch agree on it, a later launch in the same job differs
+    instance: str | None = None
+
+    def __repr__(self) -> str:  # submitit's compact style
+        node = "?" if self.node is None else self.node
+        return (
+            f"Placement(rank={self.rank}({self.size}), local_rank={self.local_rank}"
+            f"({self.local_size}), node={node}, host={self.hostname}, launcher={self.launcher},"
+            f" job={self.job_id})"
+        )
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def job_stamp(self) -> str | None:
+        """What a scheduler file must carry to be this launch's, or None if unknowable."""
+        if self.job_id is None and self.instance is None:
+            return None
+        return ".".join(str(p) for p in (self.job_id, self.instance) if p is not None)
+
+
+def _first(environ: Mapping[str, str], names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = environ.get(name)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def _int(environ: Mapping[str, str], names: tuple[str, ...]) -> int | None:
+    value = _first(environ, names)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def parse_tasks_per_node(text: str) -> list[int]:
+    """Expand Slurm's compressed task counts.
+
+    >>> parse_tasks_per_node("2(x3),1")
+    [2, 2, 2, 1]
+    >>> parse_tasks_per_node("4")
+    [4]
+    """
+    counts: list[int] = []
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d+)(?:\(x(\d+)\))?\s*", part)
+        if not m:
+            raise PlacementError(f"cannot parse tasks per node {text!r}")
+        counts += [int(m.group(1))] * int(m.group(2) or 1)
+    return counts
+
+
+def _slurm_local_size(environ: Mapping[str, str], node: int | None) -> int | None:
+    text = environ.get("SLURM_STEP_TASKS_PER_NODE") or environ.get("SLURM_TASKS_PER_NODE")
+    if not text or node is None:
+        return None
+    counts = parse_tasks_per_node(text)
+    return counts[node] if node < len(counts) else None
+
+
+def _row_values(row: Launcher, environ: Mapping[str, str]) -> tuple[int | None, int | None]:
+    if row.requires and _first(environ, row.requires) is None:
+        return None, None
+    return _int(environ, row.rank), _int(environ, row.size)
+
+
+def job_id(environ: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """(job id, batch system) of the batch job around this process."""
+    for var, system in JOB_ID_VARS:
+        value = environ.get(var)
+        if value:
+            return value, system
+    return None, None
+
+
+def detect(environ: Mapping[str, str], hostname: str | None = None) -> Placement:
+    """Placement of this process from its environment alone (no MPI)."""
+    host = hostname if hostname is not None else socket.gethostname()
+    jid, system = job_id(environ)
+    rows = [(row, *_row_values(row, environ)) for row in LAUNCHERS]
+
+    winner: Launcher | None = None
+    rank = size = None
+    override_rank = _int(environ, (OVERRIDE_RANK,))
+    if override_rank is not None:
+        rank, size = override_rank, _int(environ, (OVERRIDE_SIZE,))
+        if size is None:
+            raise PlacementError(f"{OVERRIDE_RANK} is set but {OVERRIDE_SIZE} is not")
+    else:
+        for row, r, s in rows:
+            if r is None:
+                continue
+            if s is None:  # rank-only row: borrow the size from a row whose rank agrees
+                s = next((s2 for row2, r2, s2 in rows if r2 == r and s2 is not None), None)
+            if s is not None:
+                winner, rank, size = row, r, s
+                break
+    if rank is None or size is None:
+        return Placement(hostname=host, job_id=jid, batch_system=system)
+    if not 0 <= rank < size:
+        name = winner.name if winner else "override"
+        raise PlacementError(f"{name}: rank {rank} is not within size {size}")
+
+    # local rank, local size and node only from rows that agree with the winner
+    agreeing = [row for row, r, s in rows if r == rank and (s is None or s == size)]
+    if winner is not None and winner in agreeing:
+        agreeing.remove(winner)
+        agreeing.insert(0, winner)
+    local_rank = local_size = node = None
+    instance = None
+    for row in agreeing:
+        if local_rank is None:
+            local_rank = _int(environ, row.local_rank)
+        if local_size is None:
+            local_size = _int(environ, row.local_size)
+            if local_size is None and row.name == "slurm":
+                local_size = _slurm_local_size(environ, _int(environ, row.node))
+        if node is None:
+            node = _int(environ, row.node)
+        if instance is None:
+            instance = _first(environ, row.instance)
+    if local_rank is None:
+        # nothing says how the ranks are spread: assume they all share this node
+        local_rank, local_size = rank, size
+    elif local_size is None:
+        local_size = size
+    return Placement(
+        rank=rank,
+        size=size,
+        local_rank=local_rank,
+        local_size=local_size,
+        node=node,
+        hostname=host,
+        launcher=winner.name if winner else "override",
+        job_id=jid,
+        batch_system=system,
+        instance=instance,
+    )
+
+
+def with_mpi(placement: Placement, rank: int, size: int) -> Placement:
+    """The placement as MPI sees it; launcher details kept where they agree with MPI."""
+    if (placement.rank, placement.size) == (rank, size):
+        return Placement(**{**placement.as_dict(), "launcher": f"mpi ({placement.launcher})"})
+    return Placement(
+        rank=rank,
+        size=size,
+        local_rank=rank,
+        local_size=size,
+        hostname=placement.hostname,
+        launcher="mpi",
+        job_id=placement.job_id,
+        batch_system=placement.batch_system,
+        instance=placement.instance,
+    )

@@ -1,0 +1,189 @@
+"""How ranks meet: rank 0 publishes the scheduler's contact, the others wait for it.
+
+Three ways, each with a timeout on every wait:
+
+* MPI: point-to-point messages from rank 0, received by polling a matched probe so waiting
+  ranks do not spin on a CPU that the importing ranks need; no collective after start-up.
+* a scheduler file on a shared filesystem, named after the job, written atomically (temp file
+  + rename) with mode 0600; a reader takes only a file of *its* job and refuses one that others
+  can write.
+* an explicit address (joining a scheduler started elsewhere).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+TAG = 0xDA5C  # MPI tag of the contact message
+
+
+class RendezvousError(RuntimeError):
+    """The ranks could not meet: timeout, a foreign or unsafe scheduler file, a bad address."""
+
+
+@dataclass(frozen=True)
+class Contact:
+    """Everything a rank needs to join the scheduler."""
+
+    address: str
+    job: str | None = None
+    creds: dict[str, str] | None = None
+    dashboard: str | None = None
+    created: float = field(default_factory=time.time)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _backoff(start: float = 0.002, cap: float = 0.05):
+    delay = start
+    while True:
+        yield delay
+        delay = min(cap, delay * 1.5)
+
+
+# ---------------------------------------------------------------- scheduler file
+
+
+def default_scheduler_file(job_stamp: str | None, directory: str | None = None) -> str:
+    name = f"scheduler-{job_stamp}.json" if job_stamp else "scheduler.json"
+    return os.path.join(directory or os.getcwd(), name)
+
+
+def write_scheduler_file(path: str, contact: Contact) -> None:
+    """Write atomically with mode 0600: readers see the old file or the whole new one."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
+        raise RendezvousError(f"cannot write scheduler file {path}: {directory} is not writable")
+    # distributed's own keys, so `Client(scheduler_file=...)` and `dask worker` read it too
+    data = {
+        "type": "Scheduler",
+        "address": contact.address,
+        "services": {"dashboard": contact.dashboard} if contact.dashboard else {},
+        "started": contact.created,
+        "workers": {},
+        "dask_batch": {k: v for k, v in asdict(contact).items() if k != "address"},
+    }
+    fd, tmp = tempfile.mkstemp(prefix=".scheduler-", suffix=".tmp", dir=directory)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def check_file_safe(path: str) -> None:
+    """Refuse a scheduler file that others could have written: it says where to send code."""
+    st = os.stat(path)
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise RendezvousError(
+            f"scheduler file {path} is writable by others (mode {stat.S_IMODE(st.st_mode):o}): "
+            f"refusing it; run 'chmod 600 {path}'"
+        )
+    if hasattr(os, "getuid") and st.st_uid not in (os.getuid(), 0):
+        raise RendezvousError(f"scheduler file {path} belongs to another user (uid {st.st_uid})")
+
+
+def read_scheduler_file(path: str) -> Contact:
+    """Parse a scheduler file (ours or distributed's own format)."""
+    check_file_safe(path)
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        address = data["address"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise RendezvousError(f"scheduler file {path} is corrupt: {e}") from e
+    ours = data.get("dask_batch") or {}
+    return Contact(
+        address=address,
+        job=ours.get("job"),
+        creds=ours.get("creds"),
+        dashboard=ours.get("dashboard"),
+        created=float(ours.get("created") or data.get("started") or 0),
+        extra=ours.get("extra") or {},
+    )
+
+
+def wait_for_scheduler_file(
+    path: str,
+    timeout: float,
+    job: str | None,
+    not_before: float | None = None,
+) -> Contact:
+    """Wait for the scheduler file of this job.
+
+    ``job`` is the stamp the file must carry; None accepts any job (joining a cluster started
+    elsewhere), unless ``not_before`` is given: then the file must be newer than that time.
+    A file of another job, or a corrupt one, is waited past: rank 0 replaces it atomically.
+    """
+    deadline = time.monotonic() + timeout
+    why = "it does not exist"
+    for delay in _backoff():
+        if os.path.exists(path):
+            try:
+                contact = read_scheduler_file(path)
+            except RendezvousError as e:
+                if "corrupt" not in str(e):
+                    raise  # unsafe: waiting does not help
+                why = str(e)
+            else:
+                if job is not None and contact.job != job:
+                    why = f"it belongs to job {contact.job}, not to this job {job} (stale)"
+                elif job is None and not_before is not None and contact.created < not_before:
+                    why = "it is older than this job (stale)"
+                else:
+                    return contact
+        if time.monotonic() > deadline:
+            raise RendezvousError(
+                f"no scheduler file for this job at {path} after {timeout:g} s: {why}"
+            )
+        time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def remove_scheduler_file(path: str, contact: Contact) -> None:
+    """Remove the file if it is still ours (a later job may have replaced it)."""
+    try:
+        if read_scheduler_file(path).created == contact.created:
+            os.unlink(path)
+    except (OSError, RendezvousError):
+        pass
+
+
+# ---------------------------------------------------------------- MPI
+
+
+def mpi_publish(comm: Any, contact: Contact, root: int = 0) -> None:
+    """Send the contact to every other rank (non-blocking sends, completed before return)."""
+    payload = asdict(contact)
+    requests = [
+        comm.isend(payload, dest=r, tag=TAG) for r in range(comm.Get_size()) if r != root
+    ]
+    for req in requests:
+        req.wait()
+
+
+def mpi_wait(comm: Any, timeout: float, root: int = 0) -> Contact:
+    """Receive the contact from ``root`` without spinning a CPU, with a timeout."""
+    deadline = time.monotonic() + timeout
+    for delay in _backoff():
+        msg = comm.improbe(source=root, tag=TAG)
+        if msg is not None:
+            return Contact(**msg.recv())
+        if time.monotonic() > deadline:
+            raise RendezvousError(
+                f"no scheduler address from rank {root} after {timeout:g} s "
+                "(did rank 0 fail to start? see its error above)"
+            )
+        time.sleep(delay)
+    raise AssertionError("unreachable")

@@ -1,0 +1,246 @@
+"""The three roles a rank can take, as coroutines: scheduler, worker and (in runner.py) client.
+
+Each returns the exit code its rank should end with. Signal handlers are installed here, on
+the running loop of a scheduler or worker rank, never at import (dask-jobqueue #667).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .lifecycle import JobWatch, MemberLink, hard_exit_after
+from .placement import Placement
+from .rendezvous import Contact
+from .resources import Resources
+from .security import security_from
+from .settings import Settings
+
+logger = logging.getLogger("dask_batch")
+
+
+def role_of(rank: int, s: Settings) -> str:
+    if s.scheduler and rank == s.scheduler_rank:
+        return "scheduler"
+    if rank == s.client_rank:
+        return "client"
+    return "worker"
+
+
+def walltime_signals(s: Settings) -> list[signal.Signals]:
+    out = []
+    for name in s.signals:
+        try:
+            out.append(signal.Signals[name if name.startswith("SIG") else f"SIG{name}"])
+        except KeyError as e:
+            raise ValueError(f"batch.lifecycle.signals: unknown signal {name!r}") from e
+    return out
+
+
+def dashboard_url(scheduler: Any, host: str) -> str | None:
+    port = scheduler.services.get("dashboard")
+    port = getattr(port, "port", None)
+    if not port:
+        return None
+    return f"http://{host}:{port}/status"
+
+
+async def serve_scheduler(
+    s: Settings,
+    placement: Placement,
+    interface: str | None,
+    protocol: str,
+    creds: dict[str, str] | None,
+    publish: Callable[[Contact], None],
+    expected_workers: int,
+    on_started: Callable[[Any], None] | None = None,
+    signals: bool = True,
+) -> int:
+    """Start the scheduler, publish its contact, serve until the job ends; return the exit code."""
+    from distributed import Scheduler
+    from distributed.comm import get_address_host
+
+    t0 = time.monotonic()
+    scheduler = Scheduler(
+        interface=interface,
+        protocol=protocol,
+        port=s.scheduler_port,
+        security=security_from(creds),
+        dashboard=s.dashboard,
+        dashboard_address=s.dashboard_address if s.dashboard else None,
+    )
+    await scheduler
+    watch = JobWatch(
+        expected_workers=expected_workers,
+        client_expected=s.client,
+        client_timeout=s.client_timeout,
+        link_timeout=s.scheduler_timeout,
+        signal_grace=s.signal_grace,
+    )
+    watch.start()
+    scheduler.handlers["batch_member"] = watch.member
+    scheduler.handlers["batch_wait_workers"] = _wait_workers_handler(scheduler)
+    host = get_address_host(scheduler.address)
+    dashboard = dashboard_url(scheduler, host) if s.dashboard else None
+    contact = Contact(address=scheduler.address, job=placement.job_stamp, creds=creds,
+                      dashboard=dashboard)
+    publish(contact)
+    logger.info(
+        "scheduler %s on %s%s; %d workers expected",
+        scheduler.address,
+        placement.hostname,
+        f", dashboard {dashboard}" if dashboard else "",
+        expected_workers,
+    )
+    _report_joins(scheduler, expected_workers, t0)
+    if on_started is not None:
+        on_started(scheduler)
+
+    loop = asyncio.get_running_loop()
+    installed = walltime_signals(s) + [signal.SIGINT] if signals else []
+    for sig in installed:
+        if sig == signal.SIGINT:
+            loop.add_signal_handler(sig, watch._finish, 130, "interrupted (SIGINT)")
+        else:
+            loop.add_signal_handler(sig, watch.on_signal, int(sig))
+
+    assert watch.outcome is not None
+    code = await watch.outcome
+    _quiet_shutdown()
+    for sig in installed:
+        loop.remove_signal_handler(sig)
+    await watch.release_members()
+    try:
+        await asyncio.wait_for(scheduler.close(reason="job finished"), s.shutdown_grace)
+    except (asyncio.TimeoutError, Exception):
+        pass
+    # the client's own rank carries the job's exit code; the scheduler only adds its failures
+    return 0 if watch.client_code is not None or watch.client_lost else code
+
+
+def _wait_workers_handler(scheduler: Any) -> Callable:
+    async def wait_workers(n: int, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while len(scheduler.workers) < n:
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        return len(scheduler.workers)
+
+    return wait_workers
+
+
+def _report_joins(scheduler: Any, expected: int, t0: float) -> None:
+    """One line when every expected worker has joined (and how long it took)."""
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    class Joins(SchedulerPlugin):
+        name = "dask-batch-joins"
+        reported = False
+
+        def add_worker(self, scheduler: Any = None, worker: Any = None, **kwargs: Any) -> None:
+            if not self.reported and len(scheduler.workers) >= expected > 0:
+                self.reported = True
+                logger.info(
+                    "%d/%d workers joined in %.2f s", len(scheduler.workers), expected,
+                    time.monotonic() - t0,
+                )
+
+    scheduler.add_plugin(Joins())
+
+
+def _quiet_shutdown() -> None:
+    """Teardown noise (CommClosedError tracebacks and such) is not news: silence it."""
+    for name in ("distributed", "tornado", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+async def serve_worker(
+    s: Settings,
+    placement: Placement,
+    contact: Contact,
+    interface: str | None,
+    protocol: str,
+    res: Resources,
+) -> int:
+    """Run one worker (or nanny) until the scheduler releases it or is lost; return the code."""
+    from distributed import Nanny
+    from distributed.utils import import_term
+
+    security = security_from(contact.creds)
+    name = f"{s.name}-{placement.rank}" if s.name else placement.rank
+    resources = dict(s.resources)
+    if res.gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(res.gpus)
+        resources.setdefault("GPU", len(res.gpus))
+    kwargs: dict[str, Any] = {
+        "scheduler_ip": contact.address,
+        "nthreads": res.nthreads,
+        "memory_limit": res.memory_limit,
+        "local_directory": res.local_directory,
+        "name": name,
+        "interface": interface,
+        "security": security,
+        "resources": resources or None,
+    }
+    if protocol not in ("tcp", "tls"):
+        kwargs["protocol"] = protocol
+    cls = import_term(s.worker_class)
+    if s.nanny and not issubclass(cls, Nanny):
+        kwargs["worker_class"] = s.worker_class
+        # a worker orphaned by a killed nanny must not outlive it
+        kwargs["preload"] = ["dask_batch._orphan_guard"]
+        cls = Nanny
+    kwargs.update(s.worker_options)
+
+    outcome: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    def lost() -> None:
+        logger.error(
+            "lost the scheduler %s (rank 0): stopping worker rank %d", contact.address,
+            placement.rank,
+        )
+        if not outcome.done():
+            outcome.set_result(1)
+
+    link = MemberLink(contact.address, security, placement.rank, "worker",
+                      s.scheduler_timeout, on_lost=lost)
+    loop = asyncio.get_running_loop()
+
+    def forward(signum: int) -> None:  # the scheduler decides; bound our own end anyway
+        asyncio.ensure_future(link.send({"op": "signal", "signum": signum}))
+        hard_exit_after(s.signal_grace, 128 + signum, f"{signal.Signals(signum).name} grace over")
+
+    for sig in walltime_signals(s):
+        loop.add_signal_handler(sig, forward, int(sig))
+    loop.add_signal_handler(signal.SIGINT, lambda: outcome.done() or outcome.set_result(130))
+
+    worker = cls(**kwargs)
+    try:
+        await worker
+    except Exception as e:
+        logger.error("worker rank %d failed to start: %s", placement.rank, e)
+        return 1
+    await link.connect()
+    serving = asyncio.ensure_future(link.serve())
+    finished = asyncio.ensure_future(worker.finished())
+    await asyncio.wait([finished, outcome], return_when=asyncio.FIRST_COMPLETED)
+    _quiet_shutdown()
+    code = outcome.result() if outcome.done() else 0
+    if not finished.done():
+        try:
+            await asyncio.wait_for(worker.close(reason="job finished"), s.shutdown_grace)
+        except (asyncio.TimeoutError, Exception):
+            pass
+    serving.cancel()
+    return code
+
+
+def local_host(interface: str | None) -> str:
+    return socket.gethostname() if interface is None else interface

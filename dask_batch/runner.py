@@ -1,0 +1,407 @@
+"""BatchRunner: placement -> role -> rendezvous -> lifecycle -> exit code.
+
+Every rank of the allocation enters ``with BatchRunner() as runner:``; rank 0 serves the
+scheduler, the other non-client ranks serve workers, and both end their process with the job's
+exit code when the client is done. Only the client rank runs the body of the ``with``.
+"""
+
+from __future__ import annotations
+
+import _thread
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import config  # noqa: F401  (loads the batch defaults)
+from . import mpi as mpi_
+from .lifecycle import (
+    EXIT_SCHEDULER_LOST,
+    AllocationEnding,
+    MemberLink,
+    exit_code_of,
+    flush_and_exit,
+    hard_exit_after,
+)
+from .placement import Placement, detect
+from .rendezvous import (
+    Contact,
+    RendezvousError,
+    default_scheduler_file,
+    mpi_publish,
+    mpi_wait,
+    remove_scheduler_file,
+    wait_for_scheduler_file,
+    write_scheduler_file,
+)
+from .settings import Settings, resolve
+
+logger = logging.getLogger("dask_batch")
+
+
+class WorldTooSmallException(RuntimeError):
+    """Not enough ranks for the chosen roles (same name as dask-mpi's)."""
+
+
+class BatchRunner:
+    """Run Dask on every rank of a batch allocation.
+
+    Parameters are those of ``dask-batch`` (``None`` = from dask config ``batch.*``); see
+    ``docs/configuration.md``. Extra: ``comm`` (an mpi4py communicator), ``environ`` (the
+    environment to read the placement from), ``exit`` (end scheduler and worker processes when
+    the job is over; with ``exit=False`` they return from ``start()`` with ``False``) and
+    ``on_ending`` (called with the signal number instead of raising ``AllocationEnding``).
+    """
+
+    def __init__(
+        self,
+        *,
+        comm: Any = None,
+        environ: Mapping[str, str] | None = None,
+        exit: bool = True,
+        on_ending: Callable[[int], None] | None = None,
+        **options: Any,
+    ):
+        self._comm = comm
+        self._environ = environ
+        self._exit = exit
+        self._on_ending = on_ending
+        self._options = options
+        self.settings: Settings | None = None
+        self.placement: Placement | None = None
+        self.role: str | None = None
+        self.contact: Contact | None = None
+        self.security: Any = None
+        self._link: MemberLink | None = None
+        self._finished = False
+        self._lost = False
+        self._ending_raised = False
+        self._scheduler_thread: threading.Thread | None = None
+        self.status = None
+
+    # ------------------------------------------------------------ what Client(runner) reads
+
+    @property
+    def scheduler_address(self) -> str:
+        if self.contact is None:
+            raise RuntimeError("BatchRunner is not started")
+        return self.contact.address
+
+    @property
+    def dashboard_link(self) -> str | None:
+        return self.contact.dashboard if self.contact else None
+
+    @property
+    def n_workers(self) -> int:
+        """Worker ranks of this job."""
+        assert self.settings is not None and self.placement is not None
+        return self.placement.size - len(self.settings.non_worker_ranks())
+
+    def __await__(self):  # Client awaits its cluster; we are started already
+        async def _self() -> BatchRunner:
+            return self
+
+        return _self().__await__()
+
+    async def close(self) -> None:  # Client.shutdown() closes its cluster
+        self.finish(0)
+
+    def wait_for_workers(self, n_workers: int | None = None, timeout: float | None = None) -> None:
+        """Block until ``n_workers`` (default: all worker ranks) have joined."""
+        n = self.n_workers if n_workers is None else n_workers
+        got = self._ask_scheduler({"op": "batch_wait_workers", "n": n, "timeout": timeout})
+        if got < n:
+            raise TimeoutError(f"only {got}/{n} workers arrived after {timeout} s")
+
+    def __repr__(self) -> str:
+        return f"<BatchRunner role={self.role} {self.placement!r}>"
+
+    # ------------------------------------------------------------ context manager
+
+    def __enter__(self) -> BatchRunner:
+        if not self.start():
+            raise RuntimeError("this rank's role is over (exit=False); do not run client code")
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        self.finish(exit_code_of(exc))
+        return False
+
+    # ------------------------------------------------------------ the flow
+
+    def start(self) -> bool:
+        """Take this rank's role. True on the client rank; other ranks serve, then exit."""
+        s = self.settings = resolve(**self._options)
+        _configure_logging(s.log_level)
+        environ = os.environ if self._environ is None else self._environ
+        placement = detect(environ)
+        comm = None
+        if mpi_.wanted(s.mpi, environ, placement, self._comm):
+            comm = mpi_.world(self._comm)
+            why = mpi_.mismatch(placement, comm.Get_size())
+            if why is None:
+                placement = mpi_.placement_from(comm, placement)
+            else:
+                if placement.rank == 0:
+                    logger.warning("%s", why)
+                comm = None
+        self.placement = placement
+        if placement.size < s.min_size():
+            raise WorldTooSmallException(
+                f"{placement.size} rank(s) found ({placement.launcher}) but these roles need "
+                f"at least {s.min_size()}: scheduler, client and one worker"
+                if s.client and s.scheduler
+                else f"{placement.size} rank(s) found but at least {s.min_size()} are needed"
+            )
+        from .roles import role_of
+
+        self.role = role_of(placement.rank, s)
+        _set_rank_prefix(placement.rank, self.role)
+        return self._take_role(s, placement, comm, environ)
+
+    def _take_role(self, s: Settings, placement: Placement, comm: Any, environ: Any) -> bool:
+        from .transport import choose_interface, choose_protocol, interfaces
+
+        single_node = placement.local_size == placement.size
+        interface = choose_interface(s.interface, interfaces(), single_node)
+        protocol = choose_protocol(s.protocol, s.secure)
+        method = _method(s, comm)
+        path = s.scheduler_file or (
+            default_scheduler_file(placement.job_stamp) if method == "file" else None
+        )
+
+        if self.role == "scheduler":
+            from .roles import serve_scheduler
+            from .security import make_credentials
+
+            creds = make_credentials() if s.secure else None
+            published: list[Contact] = []
+
+            def publish(contact: Contact) -> None:
+                published.append(contact)
+                if path:
+                    write_scheduler_file(path, contact)
+                if comm is not None:
+                    mpi_publish(comm, contact)
+
+            coro = serve_scheduler(
+                s, placement, interface, protocol, creds, publish, self.n_workers,
+                signals=s.client_rank != 0,  # a thread cannot take signals: the client forwards
+            )
+            if s.client_rank == 0:
+                self._serve_in_thread(coro, published)
+                return True
+            code = asyncio.run(coro)
+            if path and published:
+                remove_scheduler_file(path, published[0])
+            return self._end(code)
+
+        contact = self._meet(s, method, comm, path, placement)
+        if self.role == "worker":
+            from .resources import resolve as resources
+            from .roles import serve_worker
+
+            res = resources(
+                placement, environ, non_worker_ranks=s.non_worker_ranks(), nthreads=s.nthreads,
+                memory_limit=s.memory_limit, local_dir=s.local_directory, gpus=s.gpus,
+            )
+            return self._end(asyncio.run(
+                serve_worker(s, placement, contact, interface, protocol, res)
+            ))
+        self._become_client(s, contact)
+        return True
+
+    def _meet(
+        self, s: Settings, method: str, comm: Any, path: str | None, placement: Placement
+    ) -> Contact:
+        if method == "address":
+            return Contact(address=str(s.scheduler_address))
+        if method == "mpi":
+            return mpi_wait(comm, s.rendezvous_timeout)
+        assert path is not None
+        joining = not s.scheduler  # --no-scheduler: the file belongs to another job
+        stamp = None if joining else placement.job_stamp
+        not_before = None if joining or stamp else _process_start() - 10.0
+        return wait_for_scheduler_file(path, s.rendezvous_timeout, stamp, not_before)
+
+    def _serve_in_thread(self, coro: Any, published: list[Contact]) -> None:
+        """Client on rank 0: the scheduler serves on a thread, the client runs here."""
+        started = threading.Event()
+        result: list[Any] = []
+
+        def run() -> None:
+            try:
+                result.append(asyncio.run(coro))
+            except BaseException as e:
+                result.append(e)
+            finally:
+                started.set()
+
+        # signal handlers can only be set from the main thread: the scheduler's are skipped
+        self._scheduler_thread = threading.Thread(target=run, name="dask-batch-scheduler",
+                                                  daemon=True)
+        self._scheduler_thread.start()
+        deadline = time.monotonic() + 60
+        while not published and not started.is_set() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        if not published:
+            err = result[0] if result else TimeoutError("scheduler did not start")
+            raise RendezvousError(f"scheduler failed to start: {err}")
+        self._become_client(self.settings, published[0])  # type: ignore[arg-type]
+
+    def _become_client(self, s: Settings, contact: Contact) -> None:
+        import dask.config
+
+        from .security import config_for, security_from
+
+        self.contact = contact
+        self.security = security_from(contact.creds)
+        dask.config.set({"scheduler-address": contact.address, **config_for(contact.creds)})
+        os.environ["DASK_SCHEDULER_ADDRESS"] = contact.address
+        self._link = MemberLink(
+            contact.address, self.security, self.placement.rank, "client",  # type: ignore
+            s.scheduler_timeout, on_lost=self._scheduler_lost, on_ending=self._told_ending,
+        )
+        self._link.start_thread()
+        if threading.current_thread() is threading.main_thread():
+            from .roles import walltime_signals
+
+            for sig in walltime_signals(s):
+                signal.signal(sig, self._signal_handler)
+        from distributed.core import Status
+
+        self.status = Status.running
+
+    # ------------------------------------------------------------ client-side lifecycle
+
+    def _signal_handler(self, signum: int, frame: Any) -> None:
+        if self._link is not None:
+            self._link.send_threadsafe({"op": "signal", "signum": signum}, timeout=0.5)
+        self._told_ending(signum, from_handler=True)
+
+    def _told_ending(self, signum: int, from_handler: bool = False) -> None:
+        """The allocation is ending: run the hook, or raise AllocationEnding in the main thread."""
+        if self._ending_raised:
+            return
+        self._ending_raised = True
+        s = self.settings
+        assert s is not None
+        hard_exit_after(s.signal_grace, 128 + signum, f"{signal.Signals(signum).name} grace over")
+        if self._on_ending is not None:
+            self._on_ending(signum)
+        elif from_handler:
+            raise AllocationEnding(signum, s.signal_grace)
+        else:  # from the link thread: deliver it in the main thread through the handler
+            self._ending_raised = False
+            signal.pthread_kill(threading.main_thread().ident, signum)  # type: ignore[arg-type]
+
+    def _scheduler_lost(self) -> None:
+        if self._finished:
+            return
+        self._lost = True
+        sys.stderr.write(
+            f"dask-batch: lost the scheduler {self.scheduler_address} (rank 0): "
+            "ending the client\n"
+        )
+        sys.stderr.flush()
+        hard_exit_after(self.settings.shutdown_grace, EXIT_SCHEDULER_LOST,  # type: ignore
+                        "scheduler lost")
+        _thread.interrupt_main()
+
+    def finish(self, code: int = 0) -> None:
+        """Tell the scheduler the client is done with ``code``; the cluster then stops."""
+        if self._finished or self.role not in ("client", "scheduler"):
+            return
+        self._finished = True
+        if self._lost:
+            flush_and_exit(EXIT_SCHEDULER_LOST)
+        from .roles import _quiet_shutdown
+
+        _quiet_shutdown()
+        link = self._link
+        if link is not None:
+            link.send_threadsafe({"op": "done", "code": code})
+            deadline = time.monotonic() + self.settings.shutdown_grace  # type: ignore
+            while not link.released and time.monotonic() < deadline:
+                time.sleep(0.002)
+        if self._scheduler_thread is not None:
+            self._scheduler_thread.join(self.settings.shutdown_grace)  # type: ignore
+
+    def _ask_scheduler(self, msg: dict) -> Any:
+        from distributed.comm import connect
+
+        async def ask() -> Any:
+            comm = await connect(self.scheduler_address,
+                                 **self.security.get_connection_args("client"))
+            try:
+                await comm.write({**msg, "reply": True})
+                return await comm.read()
+            finally:
+                await comm.close()
+
+        if self._link is not None and self._link.loop is not None:
+            return asyncio.run_coroutine_threadsafe(ask(), self._link.loop).result()
+        return asyncio.run(ask())
+
+    def _end(self, code: int) -> bool:
+        if self._exit:
+            flush_and_exit(code)
+        return False
+
+
+def _method(s: Settings, comm: Any) -> str:
+    if s.rendezvous != "auto":
+        if s.rendezvous == "mpi" and comm is None:
+            raise RendezvousError("rendezvous 'mpi' asked for, but MPI is not in use")
+        return s.rendezvous
+    if s.scheduler_address:
+        return "address"
+    if not s.scheduler:
+        return "file" if s.scheduler_file else "address"
+    return "mpi" if comm is not None else "file"
+
+
+def _process_start() -> float:
+    import psutil
+
+    return psutil.Process().create_time()
+
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "error": logging.ERROR, "critical": logging.CRITICAL}
+
+
+class _RankFilter(logging.Filter):
+    prefix = "dask-batch"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.rankprefix = self.prefix
+        return True
+
+
+_FILTER = _RankFilter()
+
+
+def _set_rank_prefix(rank: int, role: str) -> None:
+    _FILTER.prefix = f"dask-batch[{rank} {role}]"
+
+
+def _configure_logging(level: str) -> None:
+    """Dask's loggers at ``level`` (default warning); our own short report at info."""
+    import dask.config
+
+    dask.config.set({"logging.distributed": level})
+    logging.getLogger("distributed").setLevel(_LEVELS[level])
+    ours = logging.getLogger("dask_batch")
+    ours.setLevel(min(logging.INFO, _LEVELS[level]) if level != "critical" else logging.CRITICAL)
+    if not ours.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.addFilter(_FILTER)
+        handler.setFormatter(logging.Formatter("%(rankprefix)s: %(message)s"))
+        ours.addHandler(handler)
+        ours.propagate = False
