@@ -23,8 +23,8 @@ _LAZY = {
     "BatchRunner": ".runner",
     "WorldTooSmallException": ".runner",
     "AllocationEnding": ".lifecycle",
-    "initialize": ".initialize",
-    "send_close_signal": ".initialize",
+    "initialize": ".dask_mpi_compat",
+    "send_close_signal": ".dask_mpi_compat",
     "AddOnWorkers": ".submit",
 }
 

@@ -24,18 +24,6 @@ class BadInput(click.ClickException):
         click.echo(f"dask-batch: error: {self.format_message()}", err=True)
 
 
-def _errors() -> tuple[type[BaseException], ...]:
-    from .placement import PlacementError
-    from .rendezvous import RendezvousError
-    from .resources import ResourceError
-    from .runner import WorldTooSmallException
-    from .settings import SettingsError
-    from .transport import TransportError
-
-    return (PlacementError, RendezvousError, ResourceError, SettingsError, TransportError,
-            WorldTooSmallException, ImportError, OSError)
-
-
 def cluster_options(f: Callable) -> Callable:
     """The dask-mpi flags, plus ours. Every default is None: the value comes from dask config."""
     options = [
@@ -107,16 +95,28 @@ def runner_options(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def handle_errors(f: Callable) -> Callable:
+    """Known errors: one line, exit 2 (once per job when every rank has the same one)."""
+
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .errors import BatchError, report_and_exit
+
         try:
             return f(*args, **kwargs)
-        except _errors() as e:
-            raise BadInput(str(e)) from None
-        except ValueError as e:
-            raise BadInput(str(e)) from None
+        except (BatchError, ImportError, ValueError) as e:
+            report_and_exit(e, _env_rank())
 
     return wrapper
+
+
+def _env_rank() -> int | None:
+    from .errors import BatchError
+    from .placement import detect
+
+    try:
+        return detect(os.environ).rank
+    except BatchError:
+        return None
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})

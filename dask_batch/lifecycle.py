@@ -79,7 +79,7 @@ def flush_and_exit(code: int) -> None:
             stream.flush()
         except Exception:
             pass
-    if finalize():
+    if finalize(code):
         import ctypes
 
         ctypes.CDLL(None).exit(code)
@@ -157,7 +157,9 @@ class JobWatch:
 
         set_keepalive(comm, self.link_timeout)
         m = self.members[rank] = Member(rank, role, host, pid, comm)
-        if self.ending_signal is not None:
+        if self.outcome is not None and self.outcome.done():
+            await self._tell(m, {"op": "release"})  # a latecomer: the job is over already
+        elif self.ending_signal is not None:
             await self._tell(m, {"op": "ending", "signum": self.ending_signal})
         try:
             while True:
@@ -213,10 +215,18 @@ class JobWatch:
             max(0.0, self.signal_grace - 1.0), self._finish, 128 + signum, None
         )
 
-    async def release_members(self) -> None:
-        """Tell every member the job is over, then wait (bounded) for their links to close."""
+    async def release_members(self, expected: int, timeout: float) -> None:
+        """Tell every member the job is over.
+
+        Ranks still starting (the client may end before every worker joined) are waited for,
+        within ``timeout``, and released as they come: MPI_Finalize waits for them anyway, and a
+        worker that finds no scheduler would report a failure the job did not have.
+        """
         members = list(self.members.values())
         await asyncio.gather(*(self._tell(m, {"op": "release"}) for m in members))
+        deadline = time.monotonic() + timeout
+        while len(self.members) < expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
 
 # ---------------------------------------------------------------- member side

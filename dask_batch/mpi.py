@@ -40,12 +40,13 @@ def world(comm: Any = None) -> Any:
     return MPI.COMM_WORLD
 
 
-def finalize(timeout: float = 5.0) -> bool:
+def finalize(code: int, timeout: float = 10.0) -> bool:
     """Finalize MPI if this process started it; True if it did.
 
     Hydra takes an exit without MPI_Finalize *and* the C library's exit handlers (which end
     the PMI session) for a crash and kills every rank, so the caller must then leave through
-    C ``exit()``, not ``os._exit``. A hard exit bounds it in case a dead peer makes it wait.
+    C ``exit()``, not ``os._exit``. MPI_Finalize waits for the other ranks (seen with MPICH):
+    a hard exit bounds it in case a dead peer makes it wait.
     """
     mod = sys.modules.get("mpi4py.MPI")
     if mod is None:
@@ -55,7 +56,8 @@ def finalize(timeout: float = 5.0) -> bool:
         return False
     from .lifecycle import hard_exit_after
 
-    hard_exit_after(timeout, 1, "MPI_Finalize did not return")
+    # MPI_Finalize waits for every connected rank: a dead one must not cost the exit code
+    hard_exit_after(timeout, code, "MPI_Finalize did not return")
     MPI.Finalize()
     return True
 

@@ -14,8 +14,10 @@ import socket
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
+from .errors import BatchError
 
-class PlacementError(ValueError):
+
+class PlacementError(BatchError, ValueError):
     """The environment describes an impossible placement (e.g. rank >= size)."""
 
 

@@ -20,10 +20,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .errors import BatchError
+
 TAG = 0xDA5C  # MPI tag of the contact message
 
 
-class RendezvousError(RuntimeError):
+class RendezvousError(BatchError, RuntimeError):
     """The ranks could not meet: timeout, a foreign or unsafe scheduler file, a bad address."""
 
 
@@ -54,11 +56,16 @@ def default_scheduler_file(job_stamp: str | None, directory: str | None = None) 
     return os.path.join(directory or os.getcwd(), name)
 
 
-def write_scheduler_file(path: str, contact: Contact) -> None:
-    """Write atomically with mode 0600: readers see the old file or the whole new one."""
+def check_writable(path: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
         raise RendezvousError(f"cannot write scheduler file {path}: {directory} is not writable")
+
+
+def write_scheduler_file(path: str, contact: Contact) -> None:
+    """Write atomically with mode 0600: readers see the old file or the whole new one."""
+    check_writable(path)
+    directory = os.path.dirname(os.path.abspath(path))
     # distributed's own keys, so `Client(scheduler_file=...)` and `dask worker` read it too
     data = {
         "type": "Scheduler",

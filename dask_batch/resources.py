@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .errors import BatchError
 from .placement import Placement
 
 
-class ResourceError(ValueError):
+class ResourceError(BatchError, ValueError):
     """A resource setting that cannot be honoured."""
 
 
@@ -47,6 +48,8 @@ def parse_memory(text: str | int | float) -> int:
     if isinstance(text, int | float) and not isinstance(text, bool):
         return int(text)
     try:
+        if not str(text).strip():
+            raise ValueError("empty")
         value = parse_bytes(str(text))
     except (ValueError, TypeError) as e:
         raise ResourceError(f"bad memory size {text!r}: use e.g. '4GiB', '500MB' or bytes") from e

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .errors import BatchError
 from .lifecycle import JobWatch, MemberLink, hard_exit_after
 from .placement import Placement
 from .rendezvous import Contact
@@ -23,6 +24,10 @@ from .security import security_from
 from .settings import Settings
 
 logger = logging.getLogger("dask_batch")
+
+
+class SchedulerStartError(BatchError, RuntimeError):
+    """The scheduler could not start (port in use, address not available, ...)."""
 
 
 def role_of(rank: int, s: Settings) -> str:
@@ -75,7 +80,13 @@ async def serve_scheduler(
         dashboard=s.dashboard,
         dashboard_address=s.dashboard_address if s.dashboard else None,
     )
-    await scheduler
+    try:
+        await scheduler
+    except Exception as e:
+        where = f"port {s.scheduler_port}" if s.scheduler_port else interface or "default"
+        while e.__cause__ is not None:  # distributed wraps the OSError that says why
+            e = e.__cause__  # type: ignore[assignment]
+        raise SchedulerStartError(f"cannot start the scheduler ({where}): {e}") from None
     watch = JobWatch(
         expected_workers=expected_workers,
         client_expected=s.client,
@@ -98,6 +109,12 @@ async def serve_scheduler(
         f", dashboard {dashboard}" if dashboard else "",
         expected_workers,
     )
+    if dashboard:
+        from .lab import dashboard_ready, tunnel_command
+
+        if dashboard_ready():  # one line: how to see the dashboard from a laptop
+            logger.info("dashboard from a laptop: %s", tunnel_command([dashboard],
+                                                                      placement.hostname))
     _report_joins(scheduler, expected_workers, t0)
     if on_started is not None:
         on_started(scheduler)
@@ -110,12 +127,32 @@ async def serve_scheduler(
         else:
             loop.add_signal_handler(sig, watch.on_signal, int(sig))
 
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    class ReleaseOnRemoteClose(SchedulerPlugin):
+        """Client.shutdown() closes the scheduler, and its links with it: release the members
+        first, or every worker takes the close for a lost scheduler and exits 1."""
+
+        name = "dask-batch-release"
+
+        async def before_close(self) -> None:
+            if watch.outcome is not None and not watch.outcome.done():
+                await watch.release_members(expected_workers + int(s.client), s.shutdown_grace)
+
+    scheduler.add_plugin(ReleaseOnRemoteClose())
     assert watch.outcome is not None
-    code = await watch.outcome
+    # A remote shutdown (Client.shutdown(), send_close_signal() without a runner) closes the
+    # scheduler without a client "done": without this wait the rank served a closed scheduler
+    # until Slurm killed it (seen: `srun dask-batch --scheduler-file F` + Client.shutdown()).
+    closed = asyncio.ensure_future(scheduler.finished())
+    await asyncio.wait([watch.outcome, closed], return_when=asyncio.FIRST_COMPLETED)
+    closed.cancel()
+    watch._finish(0)  # no-op when the job already has its outcome
+    code = watch.outcome.result()
     _quiet_shutdown()
     for sig in installed:
         loop.remove_signal_handler(sig)
-    await watch.release_members()
+    await watch.release_members(expected_workers + int(s.client), s.shutdown_grace)
     try:
         await asyncio.wait_for(scheduler.close(reason="job finished"), s.shutdown_grace)
     except (asyncio.TimeoutError, Exception):

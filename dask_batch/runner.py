@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import _thread
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -20,6 +21,7 @@ from typing import Any
 
 from . import config  # noqa: F401  (loads the batch defaults)
 from . import mpi as mpi_
+from .errors import BatchError, report_and_exit
 from .lifecycle import (
     EXIT_SCHEDULER_LOST,
     AllocationEnding,
@@ -32,6 +34,7 @@ from .placement import Placement, detect
 from .rendezvous import (
     Contact,
     RendezvousError,
+    check_writable,
     default_scheduler_file,
     mpi_publish,
     mpi_wait,
@@ -44,8 +47,10 @@ from .settings import Settings, resolve
 logger = logging.getLogger("dask_batch")
 
 
-class WorldTooSmallException(RuntimeError):
+class WorldTooSmallException(BatchError, RuntimeError):
     """Not enough ranks for the chosen roles (same name as dask-mpi's)."""
+
+    every_rank = True
 
 
 class BatchRunner:
@@ -124,9 +129,21 @@ class BatchRunner:
     # ------------------------------------------------------------ context manager
 
     def __enter__(self) -> BatchRunner:
-        if not self.start():
+        try:
+            started = self.start()
+        except BatchError as e:  # bad input: one line, exit 2, on every rank alike
+            report_and_exit(e, self._rank_hint())
+        if not started:
             raise RuntimeError("this rank's role is over (exit=False); do not run client code")
         return self
+
+    def _rank_hint(self) -> int | None:
+        if self.placement is not None:
+            return self.placement.rank
+        try:
+            return detect(os.environ if self._environ is None else self._environ).rank
+        except BatchError:
+            return None
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         self.finish(exit_code_of(exc))
@@ -184,10 +201,10 @@ class BatchRunner:
 
             def publish(contact: Contact) -> None:
                 published.append(contact)
-                if path:
-                    write_scheduler_file(path, contact)
                 if comm is not None:
                     mpi_publish(comm, contact)
+                if path:
+                    write_scheduler_file(path, contact)
 
             coro = serve_scheduler(
                 s, placement, interface, protocol, creds, publish, self.n_workers,
@@ -196,7 +213,16 @@ class BatchRunner:
             if s.client_rank == 0:
                 self._serve_in_thread(coro, published)
                 return True
-            code = asyncio.run(coro)
+            try:
+                if path:
+                    check_writable(path)
+                code = asyncio.run(coro)
+            except BaseException as e:
+                if not published:  # tell the waiting ranks at once, not after their timeout
+                    with contextlib.suppress(Exception):
+                        publish(Contact(address="", job=placement.job_stamp,
+                                        extra={"error": str(e) or type(e).__name__}))
+                raise
             if path and published:
                 remove_scheduler_file(path, published[0])
             return self._end(code)
@@ -217,6 +243,16 @@ class BatchRunner:
         return True
 
     def _meet(
+        self, s: Settings, method: str, comm: Any, path: str | None, placement: Placement
+    ) -> Contact:
+        contact = self._wait_contact(s, method, comm, path, placement)
+        if contact.extra.get("error"):
+            err = RendezvousError(f"rank 0 could not start the scheduler: {contact.extra['error']}")
+            err.every_rank = True  # rank 0 has reported it already
+            raise err
+        return contact
+
+    def _wait_contact(
         self, s: Settings, method: str, comm: Any, path: str | None, placement: Placement
     ) -> Contact:
         if method == "address":
@@ -263,6 +299,7 @@ class BatchRunner:
         self.security = security_from(contact.creds)
         dask.config.set({"scheduler-address": contact.address, **config_for(contact.creds)})
         os.environ["DASK_SCHEDULER_ADDRESS"] = contact.address
+        os.environ["DASK_BATCH_N_WORKERS"] = str(self.n_workers)  # for plain `run` scripts
         self._link = MemberLink(
             contact.address, self.security, self.placement.rank, "client",  # type: ignore
             s.scheduler_timeout, on_lost=self._scheduler_lost, on_ending=self._told_ending,

@@ -10,11 +10,14 @@ from typing import Any
 from dask.utils import parse_timedelta
 
 from . import config
+from .errors import BatchError
 from .resources import parse_memory
 
 
-class SettingsError(ValueError):
+class SettingsError(BatchError, ValueError):
     """An option value that cannot work; the message says which and why."""
+
+    every_rank = True
 
 
 @dataclass(frozen=True)

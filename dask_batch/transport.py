@@ -5,13 +5,17 @@ from __future__ import annotations
 import importlib.util
 import socket
 
+from .errors import BatchError
+
 # Fast fabrics first: InfiniBand, HPE Slingshot, Omni-Path, Cray Aries, then Ethernet.
 FAST_PREFIXES = ("ib", "hsn", "hfi", "ipogif", "opa")
 PROTOCOLS = ("tcp", "tls", "ucx", "inproc")
 
 
-class TransportError(ValueError):
+class TransportError(BatchError, ValueError):
     """An interface or protocol that cannot be used here."""
+
+    every_rank = True
 
 
 def interfaces() -> dict[str, str]:

@@ -1,0 +1,229 @@
+"""The dask-batch command under real mpiexec: run, dask-mpi style serve, info, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import BIN, MPIEXEC, ROOT, job_env, kill_tagged, mpiexec, require, run_job
+
+DASK_BATCH = str(BIN / "dask-batch")
+SCRIPT = str(ROOT / "mpi_tests" / "client_script.py")
+
+
+@pytest.fixture(autouse=True)
+def _need_mpiexec():
+    require(MPIEXEC.exists(), f"mpiexec not found at {MPIEXEC}")
+
+
+def json_line(out: str) -> dict:
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    assert len(lines) == 1, out
+    return json.loads(lines[0])
+
+
+def test_run_script_plain_client_connects_and_gets_args():
+    job = run_job(mpiexec(5, DASK_BATCH, "run", SCRIPT, "--its-args", "x"))
+    assert job.returncode == 0, job
+    out = json_line(job.stdout)
+    assert out == {**out, "argv": ["--its-args", "x"], "workers": 3, "total": 90,
+                   "name": "__main__"}
+    assert out["address"].startswith("tls://")
+
+
+def test_run_exit_code_is_the_scripts():
+    job = run_job(mpiexec(4, DASK_BATCH, "run", SCRIPT, "--exit", "7"))
+    assert job.returncode == 7, job
+
+
+def test_run_module_and_client_on_scheduler(tmp_path):
+    (tmp_path / "mymod.py").write_text(open(SCRIPT).read())
+    env = job_env("x")
+    env["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{env['PYTHONPATH']}"
+    job = run_job(mpiexec(3, DASK_BATCH, "run", "--client-on-scheduler", "-m", "mymod"),
+                  env=env)
+    assert job.returncode == 0, job
+    assert json_line(job.stdout)["workers"] == 2  # every rank but 0 is a worker
+
+
+def test_run_missing_script_is_one_line():
+    job = run_job(mpiexec(3, DASK_BATCH, "run", "/nonexistent/script.py"))
+    assert job.returncode == 2
+    assert "no such script" in job.stderr and "Traceback" not in job.stderr
+
+
+def test_info_json_under_mpiexec():
+    job = run_job(mpiexec(3, DASK_BATCH, "info", "--json"))
+    assert job.returncode == 0, job
+    docs = [json.loads(d) for d in ("[" + job.stdout.replace("}\n{", "},\n{") + "]",)][0]
+    assert sorted(d["rank"] for d in docs) == [0, 1, 2]
+    assert {d["size"] for d in docs} == {3}
+    assert {d["launcher"] for d in docs} == {"pmi"}
+    assert all(d["memory_limit"] > 0 and d["nthreads"] >= 1 for d in docs)
+
+
+BAD_INPUT = [
+    (["--memory-limit", "lots"], "bad memory size"),
+    (["--interface", "nope0"], "no interface named 'nope0'"),
+    (["--protocol", "carrier-pigeon"], "unknown protocol"),
+    (["--nthreads", "0"], "nthreads must be at least 1"),
+    (["--scheduler-file", "/nonexistent/dir/s.json"], "not writable"),
+    (["--worker-options", "{not json"], "not JSON"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUT, ids=[b[1] for b in BAD_INPUT])
+def test_bad_input_is_one_line_exit_2(args, message):
+    job = run_job(mpiexec(4, DASK_BATCH, *args), timeout=60)
+    assert job.returncode == 2, job
+    errors = [ln for ln in job.stderr.splitlines() if "error" in ln.lower()]
+    assert len(errors) == 1 and message in errors[0], job
+    assert "Traceback" not in job.stderr
+
+
+def test_bad_config_value_is_one_line():
+    env = job_env("cfg", DASK_BATCH__MPI="maybe")
+    job = run_job(mpiexec(3, DASK_BATCH), env=env, timeout=60)
+    assert job.returncode == 2 and job.stderr.count("batch.mpi") == 1, job
+
+
+def test_port_in_use_is_one_line():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        job = run_job(mpiexec(3, DASK_BATCH, "--scheduler-port", str(port)), timeout=60)
+    assert job.returncode == 2, job
+    assert "Address already in use" in job.stderr and "Traceback" not in job.stderr
+
+
+def test_world_too_small_reported_once():
+    job = run_job(mpiexec(2, DASK_BATCH, "run", SCRIPT), timeout=60)
+    assert job.returncode == 2
+    assert job.stderr.count("need at least 3") == 1, job
+
+
+def test_dask_mpi_style_serve_then_more_workers_then_client(tmp_path, tag):
+    """mpiexec -n 3 dask-batch --scheduler-file F; mpiexec -n 2 dask-batch --no-scheduler ..."""
+    from distributed import Client
+
+    from dask_batch.rendezvous import read_scheduler_file, wait_for_scheduler_file
+    from dask_batch.security import security_from
+
+    sched = str(tmp_path / "sched.json")
+    env = job_env(tag)
+    serve = subprocess.Popen(mpiexec(3, DASK_BATCH, "--scheduler-file", sched), env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    more = None
+    try:
+        contact = wait_for_scheduler_file(sched, 60, job=None)
+        more = subprocess.Popen(
+            mpiexec(2, DASK_BATCH, "--no-scheduler", "--scheduler-file", sched, "--name", "more"),
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert oct(os.stat(sched).st_mode & 0o777) == "0o600"
+        with Client(contact.address, security=security_from(read_scheduler_file(sched).creds),
+                    timeout=30) as client:
+            client.wait_for_workers(4, timeout=60)
+            names = sorted(str(w["name"]) for w in client.scheduler_info()["workers"].values())
+            assert names == ["1", "2", "more-0", "more-1"]
+            assert client.submit(lambda: 42).result() == 42
+            client.shutdown()
+        assert serve.wait(30) == 0, serve.stderr.read()
+        assert more.wait(30) in (0, 1)  # workers whose scheduler is gone end on their own
+    finally:
+        for p in (serve, more):
+            if p is not None and p.poll() is None:
+                p.kill()
+        kill_tagged(tag)
+    assert not os.path.exists(sched)  # removed by the scheduler at the end
+
+
+def test_outsider_without_credentials_is_refused(tmp_path, tag):
+    """TLS by default: a client without this job's certificate cannot connect."""
+    from distributed import Client
+
+    from dask_batch.rendezvous import wait_for_scheduler_file
+
+    sched = str(tmp_path / "sched.json")
+    serve = subprocess.Popen(mpiexec(3, DASK_BATCH, "--scheduler-file", sched), env=job_env(tag),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        contact = wait_for_scheduler_file(sched, 60, job=None)
+        assert contact.address.startswith("tls://")
+        # a TLS handshake without a client certificate: the scheduler must refuse it
+        import socket
+        import ssl
+
+        host, port = contact.address.removeprefix("tls://").rsplit(":", 1)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            with socket.create_connection((host, int(port)), timeout=5) as raw:
+                with ctx.wrap_socket(raw) as tls:
+                    tls.sendall(b"x" * 16)
+                    if not tls.recv(1):  # TLS 1.3 reports the refusal on first read
+                        raise ConnectionError("closed by the scheduler")
+        plain = contact.address.replace("tls://", "tcp://")
+        with pytest.raises((OSError, TimeoutError)):
+            Client(plain, timeout=3)
+        from distributed import Security
+
+        with pytest.raises((OSError, TimeoutError)):  # a certificate, but not this job's
+            Client(contact.address, security=Security.temporary(), timeout=3)
+    finally:
+        serve.terminate()
+        try:
+            serve.wait(15)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+        kill_tagged(tag)
+
+
+def test_insecure_is_plain_tcp():
+    job = run_job(mpiexec(3, DASK_BATCH, "--insecure", "run", SCRIPT))
+    assert job.returncode == 0, job
+    assert json_line(job.stdout)["address"].startswith("tcp://")
+
+
+def test_dask_mpi_initialize_drop_in():
+    job = run_job(mpiexec(4, sys.executable, str(ROOT / "mpi_tests" / "dask_mpi_style.py")))
+    assert job.returncode == 0, job
+    assert "RESULT 42" in job.stdout
+
+
+def test_dask_mpi_initialize_exit_false():
+    job = run_job(mpiexec(4, sys.executable, str(ROOT / "mpi_tests" / "dask_mpi_style.py"),
+                          "--no-exit"))
+    assert job.returncode == 0, job
+    assert "RESULT 42" in job.stdout
+    # like dask-mpi: with exit=False every rank returns and carries on after the cluster ends
+    assert job.stdout.count("AFTER client") == 1 and job.stdout.count("AFTER not-client") == 3
+
+
+def test_environment_only_mode_with_plain_processes(tmp_path, tag):
+    """No MPI: N plain processes with launcher variables meet through the scheduler file."""
+    procs = []
+    env0 = job_env(tag, DASK_BATCH__MPI="false", DASK_BATCH_SIZE="4",
+                   SLURM_JOB_ID="991", DASK_BATCH__SCHEDULER_FILE=str(tmp_path / "s.json"))
+    t0 = time.monotonic()
+    try:
+        for rank in range(4):
+            env = dict(env0, DASK_BATCH_RANK=str(rank))
+            procs.append(subprocess.Popen([DASK_BATCH, "run", SCRIPT], env=env, cwd=tmp_path,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          text=True))
+        outs = [p.communicate(timeout=90) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        kill_tagged(tag)
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], outs
+    assert json_line(outs[1][0])["workers"] == 2
+    assert time.monotonic() - t0 < 90
