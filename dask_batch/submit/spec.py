@@ -1,0 +1,242 @@
+"""One job spec for add-on worker jobs, with unit parsing and pool resolution.
+
+A ``JobSpec`` is frozen and describes one pool: what every job of it asks the batch system for
+and how its workers start. Values come from (highest first) keyword arguments / CLI flags, the
+pool (``batch.pools.<name>`` or a pools YAML file), then ``batch.submit.*``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import dask.config
+from dask.utils import parse_bytes
+
+from .. import config  # noqa: F401  (loads the batch defaults)
+from ..errors import BatchError
+
+
+class SpecError(BatchError, ValueError):
+    """A job spec that cannot be rendered: unknown key, bad unit, missing walltime."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What one add-on job asks for (all jobs of one pool are alike)."""
+
+    walltime: int  # seconds; required: no hidden default (dask-jobqueue #500)
+    cores: int = 1
+    processes: int = 1  # worker processes per job
+    nthreads: int | None = None  # per worker; None = cores // processes
+    memory: int | None = None  # bytes per job; None = ask the system for nothing
+    queue: str | None = None
+    account: str | None = None
+    gpus: int = 0
+    job_name: str = "dask-worker"
+    prologue: tuple[str, ...] = ()  # set-up lines, e.g. "module load python"
+    extra_directives: tuple[str, ...] = ()  # appended verbatim after ours
+    skip_directives: tuple[str, ...] = ()  # drop generated directives containing these
+    local_directory: str | None = None
+    log_directory: str | None = None
+    interface: str | None = None
+    protocol: str | None = None
+    resources: tuple[tuple[str, float], ...] = ()  # Dask resource tags per worker
+    nanny: bool = True
+    lifetime_margin: int = 300  # seconds before walltime that a worker retires
+    lifetime_stagger: int | None = None  # None = a quarter of the margin
+    death_timeout: int = 60
+    array: bool = True
+    python: str = field(default_factory=lambda: sys.executable)
+    pool: str | None = None
+
+    @property
+    def threads(self) -> int:
+        return self.nthreads or max(1, self.cores // self.processes)
+
+    @property
+    def worker_memory(self) -> int | None:
+        return None if self.memory is None else self.memory // self.processes
+
+    @property
+    def lifetime(self) -> int:
+        """Worker lifetime: walltime minus the margin (never below a minute)."""
+        return max(60, self.walltime - self.lifetime_margin)
+
+    @property
+    def stagger(self) -> int:
+        if self.lifetime_stagger is not None:
+            return self.lifetime_stagger
+        return min(self.lifetime_margin // 4, self.lifetime // 10)
+
+    @property
+    def name_prefix(self) -> str:
+        return f"{self.job_name}-{self.pool}" if self.pool else self.job_name
+
+
+KEYS = tuple(f.name for f in fields(JobSpec))
+
+
+# ---------------------------------------------------------------- units
+
+
+def parse_walltime(value: Any) -> int:
+    """Seconds from ``HH:MM:SS``, ``MM:SS``, ``D-HH:MM:SS``, a number of seconds or ``90m``.
+
+    >>> parse_walltime("02:00:00"), parse_walltime("1-00:00:00"), parse_walltime("90m")
+    (7200, 86400, 5400)
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = int(value)
+    else:
+        text = str(value).strip()
+        m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
+        if m and ":" in text or (m and m.group(1)):
+            days, *parts = m.groups()
+            nums = [int(p) for p in parts if p is not None]
+            while len(nums) < 3:
+                nums = [0, *nums] if ":" in text else [*nums, 0]
+            seconds = int(days or 0) * 86400 + nums[0] * 3600 + nums[1] * 60 + nums[2]
+        else:
+            from dask.utils import parse_timedelta
+
+            try:
+                seconds = int(parse_timedelta(text, default="s"))
+            except (ValueError, KeyError) as e:
+                raise SpecError(f"walltime {value!r}: expected HH:MM:SS, D-HH:MM:SS or 90m") from e
+    if seconds <= 0:
+        raise SpecError(f"walltime {value!r} must be positive")
+    return seconds
+
+
+def parse_memory(value: Any) -> int:
+    """Bytes from ``32GiB``, ``4GB`` or a number of bytes."""
+    try:
+        n = int(parse_bytes(value))
+    except (ValueError, TypeError) as e:
+        raise SpecError(f"memory {value!r}: expected a size such as 32GiB") from e
+    if n <= 0:
+        raise SpecError(f"memory {value!r} must be positive")
+    return n
+
+
+def hms(seconds: int) -> str:
+    """``H:MM:SS`` with hours past 24 (Slurm, PBS, SGE, OAR all accept it).
+
+    >>> hms(93784)
+    '26:03:04'
+    """
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def mib(nbytes: int) -> int:
+    """Whole MiB, rounded up so a job never gets less than asked for."""
+    return math.ceil(nbytes / 2**20)
+
+
+# ---------------------------------------------------------------- resolution
+
+
+def _norm(key: str) -> str:
+    return key.replace("-", "_")
+
+
+def _coerce(key: str, value: Any) -> Any:
+    if key == "walltime":
+        return parse_walltime(value)
+    if key == "memory":
+        return None if value is None else parse_memory(value)
+    if key in ("prologue", "extra_directives", "skip_directives"):
+        if isinstance(value, str):
+            return (value,)
+        return tuple(str(v) for v in value or ())
+    if key == "resources":
+        items = value.items() if isinstance(value, Mapping) else (value or ())
+        return tuple(sorted((str(k), float(v)) for k, v in items))
+    if key in ("cores", "processes", "gpus", "lifetime_margin", "death_timeout"):
+        n = int(value)
+        if n < (1 if key in ("cores", "processes") else 0):
+            raise SpecError(f"{key}={value!r} is too small")
+        return n
+    if key in ("nthreads", "lifetime_stagger"):
+        return None if value is None else int(value)
+    if key in ("nanny", "array"):
+        return config.as_bool(value, f"submit.{key}")
+    return value
+
+
+def check_keys(options: Mapping[str, Any], where: str) -> None:
+    unknown = sorted(k for k in options if _norm(k) not in KEYS)
+    if unknown:
+        raise SpecError(
+            f"unknown job spec key(s) {', '.join(unknown)} in {where}; "
+            f"valid keys: {', '.join(KEYS)}"
+        )
+
+
+def load_pools(path: str | None = None) -> dict[str, dict[str, Any]]:
+    """Named pools: ``batch.pools`` updated by a YAML file ``{name: {key: value}}``."""
+    pools = dict(dask.config.get("batch.pools", default={}) or {})
+    if path:
+        import yaml
+
+        try:
+            with open(path) as f:
+                data = yaml.safe_load(f) or {}
+        except OSError as e:
+            raise SpecError(f"cannot read pools file {path}: {e.strerror}") from e
+        data = data.get("pools", data) if isinstance(data, dict) else data
+        if not isinstance(data, dict):
+            raise SpecError(f"pools file {path}: expected a mapping of pool name to job spec")
+        pools.update(data)
+    return pools
+
+
+def resolve_spec(
+    pool: str | None = None, pools_file: str | None = None, **options: Any
+) -> JobSpec:
+    """Merge ``batch.submit`` < pool < ``options`` (None values ignored) into a JobSpec."""
+    check_keys(options, "the arguments")
+    merged: dict[str, Any] = {}
+    defaults = dict(dask.config.get("batch.submit", default={}) or {})
+    for k, v in defaults.items():  # config also holds non-spec keys (system, timeout, ...)
+        if _norm(k) in KEYS:
+            merged[_norm(k)] = v
+    if pool is not None:
+        pools = load_pools(pools_file)
+        if pool not in pools:
+            known = ", ".join(sorted(pools)) or "none defined"
+            raise SpecError(f"unknown pool {pool!r} (pools: {known})")
+        check_keys(pools[pool] or {}, f"pool {pool!r}")
+        merged.update({_norm(k): v for k, v in (pools[pool] or {}).items()})
+        merged["pool"] = pool
+    merged.update({_norm(k): v for k, v in options.items() if v is not None})
+    if merged.get("walltime") is None:
+        raise SpecError(
+            "no walltime: pass --walltime HH:MM:SS (or set batch.submit.walltime / the pool's "
+            "walltime); there is no hidden default"
+        )
+    if merged.get("python") is None:
+        merged.pop("python", None)
+    try:
+        spec = JobSpec(**{k: _coerce(k, v) for k, v in merged.items()})
+    except (TypeError, ValueError) as e:
+        if isinstance(e, SpecError):
+            raise
+        raise SpecError(f"bad job spec: {e}") from e
+    if spec.processes > spec.cores:
+        raise SpecError(f"processes={spec.processes} exceeds cores={spec.cores}")
+    return with_gpus_resource(spec)
+
+
+def with_gpus_resource(spec: JobSpec) -> JobSpec:
+    """GPU jobs advertise a ``GPU`` resource per worker unless the pool names its own."""
+    if spec.gpus and not any(k == "GPU" for k, _ in spec.resources):
+        per = spec.gpus / spec.processes
+        return replace(spec, resources=tuple(sorted((*spec.resources, ("GPU", per)))))
+    return spec
