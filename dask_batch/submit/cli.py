@@ -120,7 +120,10 @@ def _scheduler_file(path: str | None, must_exist: bool = True) -> str:
     if must_exist:
         from ..rendezvous import read_scheduler_file
 
-        read_scheduler_file(path)  # missing, corrupt or unsafe: exit 2 now, not in the job
+        try:  # missing, corrupt or unsafe: exit 2 now, not later in every job
+            read_scheduler_file(path)
+        except OSError as e:
+            raise BadInput(f"cannot read scheduler file {path}: {e.strerror}") from None
     return path
 
 

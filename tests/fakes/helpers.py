@@ -32,7 +32,7 @@ def running_scheduler(directory: Path) -> Iterator[tuple[str, object]]:
     creds = make_credentials()
     sec = security_from(creds)
     lc = LocalCluster(n_workers=0, processes=False, protocol="tls://", host="127.0.0.1",
-                      security=sec, dashboard_address=None)
+                      security=sec, dashboard_address=":0")
     path = str(directory / "sched.json")
     write_scheduler_file(path, Contact(address=lc.scheduler_address, job="test", creds=creds))
     try:
