@@ -86,7 +86,17 @@ class AddOnWorkers(Cluster):
                          name=f"addon-{self.system.name}-{self.spec.name_prefix}")
         self.scheduler_comm = rpc(self.contact.address,
                                   connection_args=self.security.get_connection_args("client"))
-        self.sync(self._start)
+        self._loop_runner.start()  # as SpecCluster: our own loop thread unless asynchronous
+        if not self.asynchronous:
+            self.sync(self._start)
+
+    def __await__(self):  # asynchronous=True: ``await AddOnWorkers(...)``
+        async def _() -> AddOnWorkers:
+            if self.status == Status.created:
+                await self._start()
+            return self
+
+        return _().__await__()
 
     @classmethod
     def from_runner(cls, runner: Any, **kwargs: Any) -> AddOnWorkers:
