@@ -209,14 +209,43 @@ class AddOnWorkers(Cluster):
         self.states.update(await asyncio.to_thread(jobs.query, self.records, state_dir,
                                                    self.timeout))
 
-    def status(self) -> dict[str, Any]:
-        """Counts per state and one row per job, freshly queried."""
+    def job_status(self) -> dict[str, Any]:
+        """Counts per state and one row per job, freshly queried (also ``status()``)."""
         self.sync(self._refresh)
         return summary(self.records, self.states, self.observed)
+
+    # Cluster keeps its lifecycle in ``self.status`` (a Status enum) while the issue's API is
+    # ``workers.status()``: the attribute is a Status that can also be called.
+    @property
+    def status(self) -> Any:
+        return _CallableStatus(self._status, self.job_status)
+
+    @status.setter
+    def status(self, value: Any) -> None:
+        self._status = value.value if isinstance(value, _CallableStatus) else value
 
     def __repr__(self) -> str:
         return (f"<AddOnWorkers {self.system.name} {self.spec.name_prefix}: "
                 f"{len(self.observed)} connected / {len(self.plan)} requested>")
+
+
+class _CallableStatus:
+    """``Status.running`` for distributed's comparisons; called, the jobs' states."""
+
+    def __init__(self, value: Status, query: Any):
+        self.value, self._query = value, query
+
+    def __call__(self) -> dict[str, Any]:
+        return self._query()
+
+    def __eq__(self, other: object) -> bool:
+        return self.value == (other.value if isinstance(other, _CallableStatus) else other)
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __repr__(self) -> str:
+        return repr(self.value)
 
 
 def summary(records: list[jobs.Record], states: dict[str, JobState],
