@@ -1,0 +1,112 @@
+"""Add-on worker submission on the real Slurm: one array vs one job per call, and join time.
+
+    python benchmarks/submit.py [--jobs 1000] [--join 16]
+
+1. Submit ``--jobs`` held worker jobs (``--hold``: nothing runs; all cancelled afterwards) as
+   one array (dask-batch) and as one ``sbatch`` per job (what dask-jobqueue does, #196):
+   wall time of the tool and number of calls to the Slurm controller.
+2. Time from ``scale(N)`` until N add-on workers have joined a running scheduler (1 CPU,
+   256 MiB, no nanny per job; the single-node Slurm here has 16 CPUs, so N defaults to 16).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "fakes"))
+
+
+def submit_bench(n: int, directory: str) -> dict:
+    from dask_batch.submit import jobs
+    from dask_batch.submit.base import get_system
+    from dask_batch.submit.spec import resolve_spec
+
+    slurm = get_system("slurm")
+    sched = os.path.join(directory, "sched.json")
+    Path(sched).write_text('{"address": "tls://127.0.0.1:1"}')
+    os.chmod(sched, 0o600)
+    out = {}
+    for label, array in (("array", True), ("per_job", False)):
+        spec = resolve_spec(walltime="00:05:00", cores=1, memory="256MiB", nanny=False,
+                            queue="debug", array=array, extra_directives=["--hold"],
+                            job_name=f"bench-{label}")
+        calls = [0]
+        real_run = jobs.run
+
+        def counting(argv, *a, _calls=calls, _run=real_run, **k):
+            _calls[0] += 1
+            return _run(argv, *a, **k)
+
+        jobs.run = counting
+        t0 = time.perf_counter()
+        try:
+            records = jobs.submit(spec, slurm, n, sched, timeout=120)
+            t_submit = time.perf_counter() - t0
+            calls_submit = calls[0]
+            t1 = time.perf_counter()
+            states = jobs.query(records, directory + "/x", timeout=120)
+            t_status = time.perf_counter() - t1
+        finally:
+            jobs.run = real_run
+            ids = sorted({r.job_id for r in jobs.load(sched)})
+            for i in range(0, len(ids), 500):
+                subprocess.run(["scancel", *ids[i:i + 500]], capture_output=True, timeout=120)
+            os.unlink(sched.replace(".json", ".addon.json"))
+        held = sum(s.value in ("held", "pending") for s in states.values())
+        out[label] = {"jobs": n, "submit_s": round(t_submit, 3), "sbatch_calls": calls_submit,
+                      "status_query_s": round(t_status, 3), "seen_pending_or_held": held}
+    return out
+
+
+def join_bench(n: int, directory: str) -> dict:
+    from distributed import Client
+    from helpers import running_scheduler
+
+    from dask_batch.submit import AddOnWorkers
+
+    with running_scheduler(Path(directory)) as (sched, sec):
+        address = json.load(open(sched))["address"]
+        with Client(address, security=sec) as client, AddOnWorkers(
+                sched, system="slurm", walltime="00:05:00", cores=1, memory="256MiB",
+                nanny=False, queue="debug", poll_interval=2) as workers:
+            t0 = time.perf_counter()
+            workers.scale(n)
+            t_submit = time.perf_counter() - t0
+            marks = {}
+            while len(client.scheduler_info(n_workers=-1)["workers"]) < n:
+                have = len(client.scheduler_info(n_workers=-1)["workers"])
+                for k in (1, n // 2):
+                    if have >= k and k not in marks:
+                        marks[k] = time.perf_counter() - t0
+                if time.perf_counter() - t0 > 300:
+                    break
+                time.sleep(0.1)
+            t_all = time.perf_counter() - t0
+            joined = len(client.scheduler_info(n_workers=-1)["workers"])
+    return {"workers": n, "joined": joined, "scale_call_s": round(t_submit, 3),
+            "first_s": round(marks.get(1, t_all), 2),
+            "half_s": round(marks.get(n // 2, t_all), 2), "all_s": round(t_all, 2)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--jobs", type=int, default=1000)
+    p.add_argument("--join", type=int, default=16)
+    args = p.parse_args()
+    os.environ.pop("SLURM_CONF", None)
+    with tempfile.TemporaryDirectory(dir=os.getcwd()) as d:
+        result = {"submit": submit_bench(args.jobs, d) if args.jobs else None,
+                  "join": join_bench(args.join, d) if args.join else None,
+                  "cpus_here": os.cpu_count()}
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
