@@ -1,0 +1,57 @@
+"""Heterogeneous add-on pools: route tasks to high-memory or GPU workers with resources.
+
+Run as the client of a BatchRunner job, e.g.  srun -n 4 dask-batch run examples/addon_pools.py
+The pools come from config (batch.pools) or, as here, from a YAML file:
+
+    # pools.yaml
+    highmem:
+      memory: 256GiB
+      cores: 16
+      queue: bigmem
+      resources: {MEM: 256e9}
+    gpu:
+      gpus: 1
+      cores: 8
+      memory: 64GiB
+      prologue: ["module load cuda"]      # a GPU job advertises {"GPU": 1} per worker
+"""
+
+from __future__ import annotations
+
+import os
+
+import dask
+from dask.distributed import Client
+
+from dask_batch import BatchRunner
+from dask_batch.submit import AddOnWorkers
+
+POOLS = os.environ.get("POOLS_FILE", "pools.yaml")
+WALLTIME = os.environ.get("WALLTIME", "02:00:00")
+
+
+def big_join(part: int) -> int:
+    return part * 2  # stands in for something that needs 256 GB
+
+
+def train(data: list[int]) -> int:
+    return sum(data)  # stands in for something that needs a GPU
+
+
+with BatchRunner() as runner, Client(runner) as client:
+    highmem = AddOnWorkers.from_runner(runner, pool="highmem", pools_file=POOLS,
+                                       walltime=WALLTIME)
+    gpu = AddOnWorkers.from_runner(runner, pool="gpu", pools_file=POOLS, walltime=WALLTIME)
+    highmem.adapt(minimum=0, maximum=4)  # jobs only while MEM tasks wait
+    gpu.scale(2)
+
+    parts = client.map(lambda i: list(range(i)), range(10))  # any worker
+    with dask.annotate(resources={"MEM": 200e9}):  # graph tasks: only on highmem workers
+        joined = [dask.delayed(big_join)(i) for i in range(8)]
+    # optimize_graph=False keeps the annotations (fusion may drop them)
+    joined = client.compute(joined, optimize_graph=False)
+    model = client.submit(train, parts[-1], resources={"GPU": 1})  # single tasks: resources=
+    print("joined:", client.gather(joined), "model:", model.result())
+    print(highmem.status()["counts"], gpu.status()["counts"])
+    highmem.close()  # cancels its jobs
+    gpu.close()
