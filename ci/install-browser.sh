@@ -12,6 +12,6 @@ if [ "$(id -u)" != 0 ]; then
   SUDO="sudo"
 fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -q
-$SUDO apt-get install -y -q chromium chromium-driver
+$SUDO apt-get update -q -o DPkg::Lock::Timeout=300
+$SUDO apt-get install -y -q -o DPkg::Lock::Timeout=300 chromium chromium-driver
 chromium --version

@@ -22,16 +22,21 @@ from typing import Any
 
 logger = logging.getLogger("dask_batch")
 
+# the real one: the client rank may wrap os._exit (runner._guard_os_exit)
+_os_exit = os._exit
+
 EXIT_CLIENT_LOST = 1  # the client died without reporting a code
 EXIT_SCHEDULER_LOST = 1  # a client or worker lost the scheduler
 EXIT_NO_CLIENT = 1  # the client never connected
 
 
-class AllocationEnding(Exception):
+class AllocationEnding(BaseException):
     """Raised in the client when the allocation is about to end (walltime signal).
 
     Catch it to save state; the workers stay up until the client returns or the grace time
     (``batch.lifecycle.signal-grace``) runs out. Uncaught, the job exits with 128 + signal.
+    A BaseException, like KeyboardInterrupt, so that ``except Exception`` in library code
+    between the signal and the user does not swallow it.
     """
 
     def __init__(self, signum: int, grace: float):
@@ -62,7 +67,7 @@ def hard_exit_after(seconds: float, code: int, why: str) -> threading.Timer:
     def fire() -> None:
         sys.stderr.write(f"dask-batch: {why}: forcing exit after {seconds:g} s\n")
         sys.stderr.flush()
-        os._exit(code)
+        _os_exit(code)
 
     t = threading.Timer(seconds, fire)
     t.daemon = True
@@ -83,7 +88,7 @@ def flush_and_exit(code: int) -> None:
         import ctypes
 
         ctypes.CDLL(None).exit(code)
-    os._exit(code)
+    _os_exit(code)
 
 
 def set_keepalive(comm: Any, timeout: float) -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
+import signal
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,12 +35,40 @@ def wanted(mode: str, environ: Mapping[str, str], placement: Placement, comm: An
     return placement.size > 1 or any(v in environ for v in MPI_LAUNCH_VARS)
 
 
-def world(comm: Any = None) -> Any:
+def world(comm: Any = None, timeout: float = 120.0) -> Any:
     if comm is not None:
         return comm
+    # MPI_Init waits for every rank of the launch: one that died before it would hang us in
+    # C code that holds the GIL (and spins), so no Python thread can end it: a watchdog
+    # process does.
+    watchdog = _watchdog(timeout, b"dask-batch: error: MPI_Init did not return within "
+                         + f"{timeout:g} s (did a rank die before it?)\n".encode())
     from mpi4py import MPI
 
+    if watchdog:
+        os.kill(watchdog, signal.SIGKILL)
+        os.waitpid(watchdog, 0)
     return MPI.COMM_WORLD
+
+
+def _watchdog(timeout: float, message: bytes) -> int:
+    """Fork a process that kills this one after ``timeout`` unless killed first."""
+    if "mpi4py.MPI" in sys.modules or not hasattr(os, "fork"):
+        return 0
+    parent = os.getpid()
+    pid = os.fork()
+    if pid:
+        return pid
+    try:  # the child: no Python teardown, no inherited atexit handlers
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            if os.getppid() != parent:
+                os._exit(0)
+        os.write(2, message)
+        os.kill(parent, signal.SIGKILL)
+    finally:
+        os._exit(0)
 
 
 def finalize(code: int, timeout: float = 10.0) -> bool:

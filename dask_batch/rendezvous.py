@@ -148,6 +148,9 @@ def wait_for_scheduler_file(
                     why = f"it belongs to job {contact.job}, not to this job {job} (stale)"
                 elif job is None and not_before is not None and contact.created < not_before:
                     why = "it is older than this job (stale)"
+                elif job is None and _refused(contact.address):
+                    # no job stamp to tell a stale file from ours: a dead address tells
+                    why = f"its scheduler {contact.address} refuses connections (stale)"
                 else:
                     return contact
         if time.monotonic() > deadline:
@@ -156,6 +159,28 @@ def wait_for_scheduler_file(
             )
         time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def _refused(address: str) -> bool:
+    """True if nothing listens at a tcp/tls ``address`` on a host that answers (a stale file).
+
+    Only a refusal counts: a timeout or an unreachable route says nothing about staleness.
+    """
+    import socket
+
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    try:
+        scheme, loc = parse_address(address)
+        if scheme not in ("tcp", "tls"):
+            return False
+        with socket.create_connection(parse_host_port(loc), timeout=2):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def remove_scheduler_file(path: str, contact: Contact) -> None:

@@ -48,6 +48,17 @@ def walltime_signals(s: Settings) -> list[signal.Signals]:
     return out
 
 
+def ignore_peer_failure_notice(s: Settings) -> None:
+    """MPICH's hydra sends SIGUSR1 to every rank when one dies (its fault-tolerance notice).
+
+    Its default action would kill this rank too, turning one dead worker into a dead job;
+    the member links report deaths already. Unless SIGUSR1 is configured as a walltime
+    signal, ignore it under hydra.
+    """
+    if "HYDI_CONTROL_FD" in os.environ and signal.SIGUSR1 not in walltime_signals(s):
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+
+
 def dashboard_url(scheduler: Any, host: str) -> str | None:
     port = scheduler.services.get("dashboard")
     port = getattr(port, "port", None)
@@ -137,6 +148,7 @@ async def serve_scheduler(
 
         async def before_close(self) -> None:
             if watch.outcome is not None and not watch.outcome.done():
+                watch._finish(0)  # first: a member that links up during the wait is released
                 await watch.release_members(expected_workers + int(s.client), s.shutdown_grace)
 
     scheduler.add_plugin(ReleaseOnRemoteClose())
@@ -230,10 +242,11 @@ async def serve_worker(
         kwargs["protocol"] = protocol
     cls = import_term(s.worker_class)
     if s.nanny and not issubclass(cls, Nanny):
-        kwargs["worker_class"] = s.worker_class
+        kwargs["worker_class"] = cls
         # a worker orphaned by a killed nanny must not outlive it
         kwargs["preload"] = ["dask_batch._orphan_guard"]
         cls = Nanny
+        _spawn_safely()
     kwargs.update(s.worker_options)
 
     outcome: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -277,6 +290,24 @@ async def serve_worker(
             pass
     serving.cancel()
     return code
+
+
+def _spawn_safely() -> None:
+    """Let the nanny spawn its worker without re-running the user's script in it.
+
+    multiprocessing's spawn re-imports ``__main__`` in the child: for ``python script.py``
+    that is the whole job again, starting with ``BatchRunner()``, and MPI_Init there fails on
+    the launcher's inherited PMI variables. This rank never returns to its script (it ends
+    with the job), so its ``__main__`` can be an empty module, and the launcher's variables
+    are of no use to the child.
+    """
+    import sys
+    import types
+
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    for name in list(os.environ):
+        if name.startswith(("PMI_", "PMIX_", "OMPI_", "HYDI_", "MPI_LOCAL")):
+            del os.environ[name]
 
 
 def local_host(interface: str | None) -> str:

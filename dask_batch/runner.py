@@ -146,7 +146,14 @@ class BatchRunner:
             return None
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        self.finish(exit_code_of(exc))
+        code = exit_code_of(exc)
+        self.finish(code)
+        if isinstance(exc, AllocationEnding) and self._exit:
+            # Python would exit 1; a job ended by its allocation exits 128 + signal
+            import traceback
+
+            traceback.print_exception(exc)
+            flush_and_exit(code)
         return False
 
     # ------------------------------------------------------------ the flow
@@ -159,7 +166,7 @@ class BatchRunner:
         placement = detect(environ)
         comm = None
         if mpi_.wanted(s.mpi, environ, placement, self._comm):
-            comm = mpi_.world(self._comm)
+            comm = mpi_.world(self._comm, s.rendezvous_timeout)
             why = mpi_.mismatch(placement, comm.Get_size())
             if why is None:
                 placement = mpi_.placement_from(comm, placement)
@@ -175,8 +182,9 @@ class BatchRunner:
                 if s.client and s.scheduler
                 else f"{placement.size} rank(s) found but at least {s.min_size()} are needed"
             )
-        from .roles import role_of
+        from .roles import ignore_peer_failure_notice, role_of
 
+        ignore_peer_failure_notice(s)
         self.role = role_of(placement.rank, s)
         _set_rank_prefix(placement.rank, self.role)
         return self._take_role(s, placement, comm, environ)
@@ -304,7 +312,13 @@ class BatchRunner:
             contact.address, self.security, self.placement.rank, "client",  # type: ignore
             s.scheduler_timeout, on_lost=self._scheduler_lost, on_ending=self._told_ending,
         )
-        self._link.start_thread()
+        try:
+            self._link.start_thread()
+        except OSError as e:
+            raise RendezvousError(
+                f"the client cannot reach the scheduler {contact.address}: {e}") from None
+        if "mpi4py.MPI" in sys.modules:
+            _guard_os_exit(self)
         if threading.current_thread() is threading.main_thread():
             from .roles import walltime_signals
 
@@ -389,6 +403,26 @@ class BatchRunner:
         if self._exit:
             flush_and_exit(code)
         return False
+
+
+def _guard_os_exit(runner: BatchRunner) -> None:
+    """Make ``os._exit(n)`` in the client end the job with ``n``.
+
+    Under MPI, a process that leaves without MPI_Finalize and the C exit handlers is taken
+    for a crash: hydra kills every rank and reports signal 9 instead of ``n``. In this process
+    only (not in forked children), ``os._exit`` first reports ``n`` to the scheduler, then
+    leaves through ``flush_and_exit``, which finalizes MPI within a bounded time.
+    """
+    original, pid = os._exit, os.getpid()
+
+    def _exit(code: int) -> None:
+        if os.getpid() != pid:
+            original(code)
+        with contextlib.suppress(BaseException):
+            runner.finish(code)
+        flush_and_exit(code)
+
+    os._exit = _exit  # type: ignore[assignment]
 
 
 def _method(s: Settings, comm: Any) -> str:

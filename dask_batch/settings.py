@@ -49,7 +49,7 @@ class Settings:
     scheduler_timeout: float = 10.0
     shutdown_grace: float = 5.0
     signal_grace: float = 60.0
-    signals: tuple[str, ...] = ("SIGTERM", "SIGUSR1", "SIGUSR2")
+    signals: tuple[str, ...] = ("SIGTERM", "SIGUSR2")
     log_level: str = "warning"
 
     @property

@@ -9,6 +9,7 @@ VENV=${VENV:-.venv}
 bash scripts/setup-venv.sh mpich,test
 started=0
 if [ "$(id -u)" = 0 ] && [ "${DASK_BATCH_NO_CLUSTERS:-0}" != 1 ]; then
+  bash ci/install-browser.sh  # headless Chromium for the JupyterLab tests
   bash ci/clusters/start-all.sh
   started=1
 else

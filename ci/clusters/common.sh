@@ -60,7 +60,7 @@ ensure_packages() {
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; policy_added=1
   fi
   if [ "${CI_CLUSTERS_APT_UPDATED:-0}" != 1 ]; then
-    apt-get update -qq || rc=$?
+    apt-get update -qq -o DPkg::Lock::Timeout=300 || rc=$?
     export CI_CLUSTERS_APT_UPDATED=1
   fi
   if [ "$rc" = 0 ]; then
