@@ -135,6 +135,9 @@ class JobWatch:
     ending_signal: int | None = None
     joined_at: float | None = None
     started: float = field(default_factory=time.monotonic)
+    # called with the rank of a worker whose link broke (the scheduler drops its worker now,
+    # not when distributed's worker-ttl of minutes runs out on a partitioned node)
+    on_worker_lost: Any = None
 
     def start(self) -> None:
         self.outcome = asyncio.get_running_loop().create_future()
@@ -193,6 +196,8 @@ class JobWatch:
                     host,
                     pid,
                 )
+                if self.on_worker_lost is not None:
+                    await self.on_worker_lost(rank)
         return Status.dont_reply
 
     async def _tell(self, m: Member, msg: dict) -> None:

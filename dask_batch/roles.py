@@ -104,6 +104,7 @@ async def serve_scheduler(
         client_timeout=s.client_timeout,
         link_timeout=s.scheduler_timeout,
         signal_grace=s.signal_grace,
+        on_worker_lost=_worker_remover(scheduler, s.name),
     )
     watch.start()
     scheduler.handlers["batch_member"] = watch.member
@@ -171,6 +172,22 @@ async def serve_scheduler(
         pass
     # the client's own rank carries the job's exit code; the scheduler only adds its failures
     return 0 if watch.client_code is not None or watch.client_lost else code
+
+
+def _worker_remover(scheduler: Any, prefix: str | None) -> Callable:
+    """Drop the worker of a dead rank at once, so that its tasks run elsewhere now."""
+
+    async def remove(rank: int) -> None:
+        name = f"{prefix}-{rank}" if prefix else rank
+        for ws in list(scheduler.workers.values()):
+            if ws.name == name or str(ws.name) == str(name):
+                try:
+                    await scheduler.remove_worker(ws.address, stimulus_id=f"rank-{rank}-lost",
+                                                  close=False)
+                except Exception:  # already gone
+                    pass
+
+    return remove
 
 
 def _wait_workers_handler(scheduler: Any) -> Callable:

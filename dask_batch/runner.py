@@ -164,6 +164,11 @@ class BatchRunner:
         _configure_logging(s.log_level)
         environ = os.environ if self._environ is None else self._environ
         placement = detect(environ)
+        # before MPI_Init: a bad protocol fails at once, and UCX's libraries load before MPI's
+        # (the MPICH wheel bundles an older UCX under the same names)
+        from .transport import choose_protocol
+
+        choose_protocol(s.protocol, s.secure)
         comm = None
         if mpi_.wanted(s.mpi, environ, placement, self._comm):
             comm = mpi_.world(self._comm, s.rendezvous_timeout)

@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 bash scripts/setup-venv.sh mpich,test
+bash scripts/setup-ucx-venv.sh  # .venv-ucx: distributed-ucxx pins another dask
 started=0
 if [ "$(id -u)" = 0 ] && [ "${DASK_BATCH_NO_CLUSTERS:-0}" != 1 ]; then
   bash ci/install-browser.sh  # headless Chromium for the JupyterLab tests
