@@ -22,7 +22,8 @@ def say(key, value):
     print(key, value, flush=True)
 
 
-if scenario == "crash-before-client" and os.environ.get("PMI_RANK") == "1":
+RANK = os.environ.get("PMI_RANK", os.environ.get("SLURM_PROCID"))
+if scenario == "crash-before-client" and RANK == "1":
     sys.exit(3)  # the client rank dies before it ever connects
 
 with BatchRunner() as runner:
@@ -31,6 +32,10 @@ with BatchRunner() as runner:
         say("READY", os.getpid())
         if scenario == "os-exit":
             os._exit(int(arg))
+        elif scenario == "sys-exit":
+            sys.exit(int(arg))
+        elif scenario == "raise":
+            raise RuntimeError("the client failed on purpose")
         elif scenario == "sleep":  # the test kills or signals something
             say("SCHEDULER_PID", client.run_on_scheduler(os.getpid))
             say("WORKER_PIDS", " ".join(str(p) for p in client.run(os.getpid).values()))
