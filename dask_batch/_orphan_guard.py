@@ -1,4 +1,4 @@
-"""Worker preload: die with the parent nanny (Linux PR_SET_PDEATHSIG).
+"""Worker preload: die with the parent nanny (Linux PR_SET_PDEATHSIG), close quietly.
 
 If the launcher SIGKILLs a nanny rank, its worker child would otherwise live on, holding
 memory and a port on a node whose job is over.
@@ -20,3 +20,11 @@ if sys.platform.startswith("linux"):
             os._exit(1)
     except (OSError, AttributeError):
         pass
+
+
+def dask_teardown(worker: object) -> None:
+    """The worker is closing because the job ends: the nanny's stop-queue thread in this
+    process then logs "Worker process died unexpectedly" with a traceback; not news."""
+    import logging
+
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)

@@ -322,6 +322,11 @@ def _spawn_safely() -> None:
     import types
 
     sys.modules["__main__"] = types.ModuleType("__main__")
+    # the rank ends with a hard exit (MPI): the semaphores the nanny's queues hold are the
+    # OS's to free, and multiprocessing's resource tracker need not warn about them
+    quiet = "ignore::UserWarning:multiprocessing.resource_tracker"
+    prior = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = f"{prior},{quiet}" if prior else quiet
     for name in list(os.environ):
         if name.startswith(("PMI_", "PMIX_", "OMPI_", "HYDI_", "MPI_LOCAL")):
             del os.environ[name]

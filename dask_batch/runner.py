@@ -472,6 +472,8 @@ def _configure_logging(level: str) -> None:
     import dask.config
 
     dask.config.set({"logging.distributed": level})
+    # processes a nanny spawns set up distributed's logging from the environment
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = level
     logging.getLogger("distributed").setLevel(_LEVELS[level])
     ours = logging.getLogger("dask_batch")
     ours.setLevel(min(logging.INFO, _LEVELS[level]) if level != "critical" else logging.CRITICAL)

@@ -81,6 +81,9 @@ def test_worker_process_killed_is_restarted_by_its_nanny(start):
     assert job.value("RESTARTED") == "2"
     rc, _ = job.wait(60)
     assert rc == 0, job.stderr
+    # quiet: no INFO from the nanny's worker processes, no teardown tracebacks or warnings
+    assert "Traceback" not in job.stderr and " - INFO - " not in job.stderr, job.stderr
+    assert "leaked" not in job.stderr, job.stderr
     job.all_gone_within(5)
 
 
