@@ -119,7 +119,27 @@ def _env_rank() -> int | None:
         return None
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+class OncePerJobGroup(click.Group):
+    """click's usage errors as one line, printed by rank 0 only: every rank of the job parses
+    the same command line, and N copies of a usage block are not news."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(*args, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as e:
+            if not _env_rank():
+                hint = "" if isinstance(e, BadInput) else " (dask-batch --help)"
+                sys.stderr.write(f"dask-batch: error: {e.format_message()}{hint}\n")
+            sys.exit(e.exit_code)
+        except click.Abort:
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=OncePerJobGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @cluster_options
 @click.version_option(__version__, prog_name="dask-batch")
 @click.pass_context

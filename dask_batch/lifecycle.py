@@ -128,7 +128,8 @@ class JobWatch:
     client_timeout: float
     link_timeout: float
     signal_grace: float
-    members: dict[int, Member] = field(default_factory=dict)
+    # by rank; ranks of other launches that joined (--no-scheduler) by "guest:host:pid"
+    members: dict[Any, Member] = field(default_factory=dict)
     client_code: int | None = None
     client_lost: bool = False
     outcome: asyncio.Future | None = None
@@ -159,12 +160,15 @@ class JobWatch:
                 "(did the client rank crash before Client()? see its output); stopping",
             )
 
-    async def member(self, comm: Any, rank: int, role: str, host: str, pid: int) -> Any:
+    async def member(
+        self, comm: Any, rank: int, role: str, host: str, pid: int, guest: bool = False
+    ) -> Any:
         """Handler of ``batch_member``: hold the link until the member ends or dies."""
         from distributed.core import Status
 
         set_keepalive(comm, self.link_timeout)
-        m = self.members[rank] = Member(rank, role, host, pid, comm)
+        key = f"guest:{host}:{pid}" if guest else rank
+        m = self.members[key] = Member(rank, role, host, pid, comm)
         if self.outcome is not None and self.outcome.done():
             await self._tell(m, {"op": "release"})  # a latecomer: the job is over already
         elif self.ending_signal is not None:
@@ -177,11 +181,13 @@ class JobWatch:
                     if role == "client":
                         self.client_code = int(msg.get("code", 0))
                         self._finish(self.client_code)
-                elif msg.get("op") == "signal":
+                elif msg.get("op") == "signal" and not guest:  # a guest's own allocation
                     self.on_signal(int(msg["signum"]))
         except Exception:
             pass
-        if not m.done and not (self.outcome and self.outcome.done()):
+        if guest:  # another launch's rank: its own job decides what its loss means
+            self.members.pop(key, None)
+        elif not m.done and not (self.outcome and self.outcome.done()):
             if role == "client":
                 self.client_lost = True
                 self._finish(
@@ -235,7 +241,8 @@ class JobWatch:
         members = list(self.members.values())
         await asyncio.gather(*(self._tell(m, {"op": "release"}) for m in members))
         deadline = time.monotonic() + timeout
-        while len(self.members) < expected and time.monotonic() < deadline:
+        while (sum(isinstance(k, int) for k in self.members) < expected
+               and time.monotonic() < deadline):
             await asyncio.sleep(0.01)
 
 
@@ -254,8 +261,10 @@ class MemberLink:
         timeout: float,
         on_lost: Any,
         on_ending: Any = None,
+        guest: bool = False,
     ):
         self.address, self.security, self.rank, self.role = address, security, rank, role
+        self.guest = guest  # a rank of another launch joining this scheduler
         self.timeout, self.on_lost, self.on_ending = timeout, on_lost, on_ending
         self.comm: Any = None
         self.released = False
@@ -278,6 +287,7 @@ class MemberLink:
                 "role": self.role,
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
+                "guest": self.guest,
                 "reply": False,
             }
         )

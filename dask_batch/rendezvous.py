@@ -126,11 +126,14 @@ def wait_for_scheduler_file(
     timeout: float,
     job: str | None,
     not_before: float | None = None,
+    probe_before: float | None = None,
 ) -> Contact:
     """Wait for the scheduler file of this job.
 
     ``job`` is the stamp the file must carry; None accepts any job (joining a cluster started
     elsewhere), unless ``not_before`` is given: then the file must be newer than that time.
+    Without a stamp, a file older than ``probe_before`` (this process's start) may be a dead
+    job's: it is taken only if its address does not refuse connections.
     A file of another job, or a corrupt one, is waited past: rank 0 replaces it atomically.
     """
     deadline = time.monotonic() + timeout
@@ -148,7 +151,8 @@ def wait_for_scheduler_file(
                     why = f"it belongs to job {contact.job}, not to this job {job} (stale)"
                 elif job is None and not_before is not None and contact.created < not_before:
                     why = "it is older than this job (stale)"
-                elif job is None and _refused(contact.address):
+                elif (job is None and probe_before is not None
+                      and contact.created < probe_before and _refused(contact.address)):
                     # no job stamp to tell a stale file from ours: a dead address tells
                     why = f"its scheduler {contact.address} refuses connections (stale)"
                 else:

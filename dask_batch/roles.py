@@ -277,10 +277,14 @@ async def serve_worker(
             outcome.set_result(1)
 
     link = MemberLink(contact.address, security, placement.rank, "worker",
-                      s.scheduler_timeout, on_lost=lost)
+                      s.scheduler_timeout, on_lost=lost, guest=not s.scheduler)
     loop = asyncio.get_running_loop()
 
     def forward(signum: int) -> None:  # the scheduler decides; bound our own end anyway
+        if not s.scheduler:  # joined from another allocation: that one is ending, not the job
+            if not outcome.done():
+                outcome.set_result(128 + signum)
+            return
         asyncio.ensure_future(link.send({"op": "signal", "signum": signum}))
         hard_exit_after(s.signal_grace, 128 + signum, f"{signal.Signals(signum).name} grace over")
 

@@ -276,7 +276,9 @@ class BatchRunner:
         joining = not s.scheduler  # --no-scheduler: the file belongs to another job
         stamp = None if joining else placement.job_stamp
         not_before = None if joining or stamp else _process_start() - 10.0
-        return wait_for_scheduler_file(path, s.rendezvous_timeout, stamp, not_before)
+        probe_before = None if joining or stamp else _process_start()
+        return wait_for_scheduler_file(path, s.rendezvous_timeout, stamp, not_before,
+                                       probe_before)
 
     def _serve_in_thread(self, coro: Any, published: list[Contact]) -> None:
         """Client on rank 0: the scheduler serves on a thread, the client runs here."""
@@ -316,6 +318,7 @@ class BatchRunner:
         self._link = MemberLink(
             contact.address, self.security, self.placement.rank, "client",  # type: ignore
             s.scheduler_timeout, on_lost=self._scheduler_lost, on_ending=self._told_ending,
+            guest=not s.scheduler,
         )
         try:
             self._link.start_thread()

@@ -227,3 +227,27 @@ def test_environment_only_mode_with_plain_processes(tmp_path, tag):
     assert [p.returncode for p in procs] == [0, 0, 0, 0], outs
     assert json_line(outs[1][0])["workers"] == 2
     assert time.monotonic() - t0 < 90
+
+
+def test_gpus_auto_one_gpu_per_worker_rank(tmp_path):
+    """--gpus auto with a node that shows 4 GPUs (CUDA_VISIBLE_DEVICES): each of the 3 worker
+    ranks gets its own, tagged as resource GPU=1, and a GPU-annotated task runs on one."""
+    script = tmp_path / "gpus.py"
+    script.write_text(
+        "import json, os\n"
+        "from distributed import Client\n"
+        "with Client() as c:\n"
+        "    c.wait_for_workers(3, timeout=60)\n"
+        "    seen = c.run(lambda: os.environ.get('CUDA_VISIBLE_DEVICES'))\n"
+        "    res = {str(w['name']): w['resources'] for w in "
+        "c.scheduler_info()['workers'].values()}\n"
+        "    on = c.submit(lambda: os.environ['CUDA_VISIBLE_DEVICES'], resources={'GPU': 1})\n"
+        "    print(json.dumps({'seen': sorted(seen.values()), 'res': res, 'on': on.result()}))\n"
+    )
+    env = job_env("gpus", CUDA_VISIBLE_DEVICES="4,5,6,7")
+    job = run_job(mpiexec(5, DASK_BATCH, "--gpus", "auto", "run", str(script)), env=env)
+    assert job.returncode == 0, job
+    out = json_line(job.stdout)
+    assert out["seen"] == ["4", "5", "6"], out
+    assert all(r == {"GPU": 1} for r in out["res"].values()) and len(out["res"]) == 3, out
+    assert out["on"] in ("4", "5", "6")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import threading
 import time
@@ -60,6 +61,31 @@ def test_file_older_than_the_job_is_stale_without_job_id(tmp_path):
     write_scheduler_file(path, Contact("tcp://old:1", created=time.time() - 3600))
     with pytest.raises(RendezvousError, match="older than this job"):
         wait_for_scheduler_file(path, 0.2, job=None, not_before=time.time() - 10)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_recent_file_of_a_dead_job_is_waited_past_without_job_id(tmp_path):
+    """No job stamp (hydra), a file from a job that ended seconds ago: its address refuses
+    connections, so the ranks wait for their own scheduler's file."""
+    path = str(tmp_path / "s.json")
+    start = time.time()
+    write_scheduler_file(path, Contact(f"tls://127.0.0.1:{_closed_port()}", created=start - 3))
+    with socket.socket() as live:
+        live.bind(("127.0.0.1", 0))
+        live.listen()
+        new = Contact(f"tls://127.0.0.1:{live.getsockname()[1]}")
+        with pytest.raises(RendezvousError, match="refuses connections"):
+            wait_for_scheduler_file(path, 0.3, None, start - 10, probe_before=start)
+        t = threading.Timer(0.3, write_scheduler_file, (path, new))
+        t.start()
+        got = wait_for_scheduler_file(path, 5, None, start - 10, probe_before=start)
+        t.join()
+    assert got.address == new.address
 
 
 def test_missing_file_times_out_with_a_clear_error(tmp_path):
