@@ -1,7 +1,10 @@
 """Heterogeneous add-on pools: route tasks to high-memory or GPU workers with resources.
 
-Run as the client of a BatchRunner job, e.g.  srun -n 4 dask-batch run examples/addon_pools.py
-The pools come from config (batch.pools) or, as here, from a YAML file:
+Run as the client of a BatchRunner job, e.g.  srun -n 4 python examples/addon_pools.py
+(every rank runs this file; rank 1 runs the body of the `with`). Besides the allocation's own
+workers, it sends two kinds of worker jobs to the batch system (detected from the commands on
+PATH, or DASK_BATCH__SUBMIT__SYSTEM=slurm|pbs|...). The pools come from config (batch.pools)
+or, as here, from a YAML file (POOLS_FILE, default pools.yaml):
 
     # pools.yaml
     highmem:
@@ -42,8 +45,11 @@ with BatchRunner() as runner, Client(runner) as client:
     highmem = AddOnWorkers.from_runner(runner, pool="highmem", pools_file=POOLS,
                                        walltime=WALLTIME)
     gpu = AddOnWorkers.from_runner(runner, pool="gpu", pools_file=POOLS, walltime=WALLTIME)
-    highmem.adapt(minimum=0, maximum=4)  # jobs only while MEM tasks wait
-    gpu.scale(2)
+    # scale(), not adapt(): distributed's adaptive target counts tasks, not the resources they
+    # wait for, so it would not send highmem jobs for MEM tasks while the allocation's own
+    # workers are idle.
+    highmem.scale(2)
+    gpu.scale(1)
 
     parts = client.map(lambda i: list(range(i)), range(10))  # any worker
     with dask.annotate(resources={"MEM": 200e9}):  # graph tasks: only on highmem workers
@@ -52,6 +58,9 @@ with BatchRunner() as runner, Client(runner) as client:
     joined = client.compute(joined, optimize_graph=False)
     model = client.submit(train, parts[-1], resources={"GPU": 1})  # single tasks: resources=
     print("joined:", client.gather(joined), "model:", model.result())
-    print(highmem.status()["counts"], gpu.status()["counts"])
+    ran_on = client.run(lambda dask_worker: sorted(dask_worker.state.total_resources))
+    print("workers by resources:", sorted(",".join(r) or "-" for r in ran_on.values()))
+    print("jobs:", highmem.status()["counts"], gpu.status()["counts"])
+    del parts, joined, model  # release the results before their workers go
     highmem.close()  # cancels its jobs
     gpu.close()

@@ -11,10 +11,11 @@
 # flux: -t 60m
 # flux: --job-name=dask-batch
 # flux: --output=dask-batch-{{id}}.out
-# 2 minutes before the time limit Flux sends SIGUSR1 to the tasks: the client gets
+# 2 minutes before the time limit Flux sends SIGUSR2: the client gets
 # dask_batch.AllocationEnding, workers retire, every rank ends within
-# batch.lifecycle.signal-grace.
-# flux: --signal=SIGUSR1@120s
+# batch.lifecycle.signal-grace. SIGUSR2 is one of batch.lifecycle.signals (SIGTERM, SIGUSR2).
+# The signal goes to the batch job; the `flux run` below asks for it as well, for the tasks.
+# flux: --signal=SIGUSR2@120s
 
 # ---------------------------------------------------------------- edit here
 # The Python that has dask-batch installed (a virtual environment, a conda env, a module).
@@ -24,6 +25,9 @@ DASK_BATCH=${DASK_BATCH:-$(dirname "$PYTHON")/dask-batch}
 NTASKS=${NTASKS:-$(flux resource list -s up -no {ncores})}
 # Ranks find each other by FLUX_TASK_RANK / FLUX_JOB_SIZE; with mpi4py and Flux's pmi plugin
 # they use MPI. Without MPI they meet through a scheduler file in this (shared) directory.
+# A dead worker rank: by default Flux ends the job 30 s after its first task exits;
+# "-o exit-timeout=none" (below) lets the others finish (the client's own exit still ends the
+# job: dask-batch stops every rank then).
 # Optional settings (see docs/configuration.md), e.g.:
 # export DASK_BATCH__INTERFACE=hsn0
 # ---------------------------------------------------------------- end of settings
@@ -33,4 +37,4 @@ if [ $# -lt 1 ]; then
   echo "usage: flux batch $0 SCRIPT.py [ARGS...]" >&2
   exit 2
 fi
-exec flux run -n "$NTASKS" "$DASK_BATCH" run "$@"
+exec flux run -n "$NTASKS" -o exit-timeout=none --signal=SIGUSR2@120s "$DASK_BATCH" run "$@"
