@@ -138,7 +138,7 @@ class OncePerJobGroup(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-@click.group(cls=OncePerJobGroup, invoke_without_command=True,
+@click.group(name="batch", cls=OncePerJobGroup, invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"]})
 @cluster_options
 @click.version_option(__version__, prog_name="dask-batch")

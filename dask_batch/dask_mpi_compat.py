@@ -11,6 +11,7 @@ import atexit
 import sys
 from typing import Any
 
+from .errors import BatchError, report_and_exit
 from .runner import BatchRunner
 
 _active: BatchRunner | None = None
@@ -40,6 +41,9 @@ def initialize(
     Extra keyword arguments are ``BatchRunner`` options (e.g. ``secure=False``).
     """
     global _active
+    if protocol in ("tcp", "tcp://", "ucx", "ucx://") and "secure" not in batch_options:
+        # dask-mpi had no TLS: asking for a plain protocol there is asking for no TLS here
+        batch_options["secure"] = False
     runner = BatchRunner(
         comm=comm,
         exit=exit,
@@ -55,7 +59,10 @@ def initialize(
         worker_options=worker_options or {},
         **batch_options,
     )
-    is_client = runner.start()
+    try:
+        is_client = runner.start()
+    except BatchError as e:  # one line, once per job, exit 2: as the CLI does
+        report_and_exit(e, runner.placement.rank if runner.placement else None)
     if is_client:
         _active = runner
         if exit:

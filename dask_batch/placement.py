@@ -1,7 +1,7 @@
 """Who am I: rank, size, local rank and node of this process, from the launcher's environment.
 
 A launcher is a row in ``LAUNCHERS``; the first row whose rank and size are both present wins
-(see ``docs/placement.md`` for why the order is what it is). Nested launchers are the trap:
+(see ``docs/how-it-works.md`` for why the order is what it is). Nested launchers are the trap:
 ``mpirun`` inside ``sbatch`` inherits ``SLURM_*`` (the batch shell itself has ``SLURM_PROCID=0``),
 and hydra inside Slurm runs ranks under one-proxy-per-node steps, so ``SLURM_*`` are wrong there.
 Rows that only carry a rank (PMIx, ALPS) take their size from a row whose rank agrees.
@@ -35,7 +35,7 @@ class Launcher:
     instance: tuple[str, ...] = ()
 
 
-# Order = precedence. Reference: docs/placement.md ("Recommended order").
+# Order = precedence. Reference: docs/how-it-works.md ("Placement: who am I").
 LAUNCHERS: tuple[Launcher, ...] = (
     Launcher(
         "openmpi",

@@ -115,11 +115,12 @@ async def serve_scheduler(
                       dashboard=dashboard)
     publish(contact)
     logger.info(
-        "scheduler %s on %s%s; %d workers expected",
+        "scheduler %s on %s%s; %d worker%s expected",
         scheduler.address,
         placement.hostname,
         f", dashboard {dashboard}" if dashboard else "",
         expected_workers,
+        "" if expected_workers == 1 else "s",
     )
     if dashboard:
         from .lab import dashboard_ready, tunnel_command

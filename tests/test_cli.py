@@ -251,3 +251,24 @@ def test_gpus_auto_one_gpu_per_worker_rank(tmp_path):
     assert out["seen"] == ["4", "5", "6"], out
     assert all(r == {"GPU": 1} for r in out["res"].values()) and len(out["res"]) == 3, out
     assert out["on"] in ("4", "5", "6")
+
+
+def test_initialize_dask_mpi_arguments_tcp_and_bad_interface(tmp_path):
+    """initialize(protocol="tcp") as a dask-mpi user wrote it: a plain tcp cluster (dask-mpi
+    had no TLS); a bad interface: one line, exit 2, once per job."""
+    ok = tmp_path / "tcp.py"
+    ok.write_text("from dask_batch import initialize\n"
+                  "initialize(protocol='tcp', dashboard=False)\n"
+                  "from distributed import Client\n"
+                  "with Client() as c:\n"
+                  "    print('ADDR', c.scheduler.address, c.submit(sum, [1, 2]).result())\n")
+    job = run_job(mpiexec(3, sys.executable, str(ok)))
+    assert job.returncode == 0, job
+    assert "ADDR tcp://" in job.stdout and job.stdout.rstrip().endswith(" 3"), job
+    bad = tmp_path / "bad.py"
+    bad.write_text("from dask_batch import initialize\n"
+                   "initialize(interface='nosuch0', dashboard=False)\n")
+    job = run_job(mpiexec(3, sys.executable, str(bad)))
+    assert job.returncode == 2, job
+    assert job.stderr.count("no interface named 'nosuch0'") == 1, job
+    assert "Traceback" not in job.stderr

@@ -114,8 +114,6 @@ def test_version():
     assert p.stdout.strip() == f"dask-batch, version {PROJECT['version']}"
 
 
-@pytest.mark.xfail(strict=True, reason="the click group is named 'main', so dask's CLI "
-                   "registers `dask main`, not `dask batch` (fix: @click.group(name='batch'))")
 def test_dask_cli_plugin_is_dask_batch():
     p = subprocess.run([str(BIN / "dask"), "batch", "--version"], capture_output=True, text=True,
                        timeout=60)
