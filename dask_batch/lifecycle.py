@@ -132,6 +132,7 @@ class JobWatch:
     members: dict[Any, Member] = field(default_factory=dict)
     client_code: int | None = None
     client_lost: bool = False
+    client_absent: bool = False
     outcome: asyncio.Future | None = None
     ending_signal: int | None = None
     joined_at: float | None = None
@@ -154,6 +155,7 @@ class JobWatch:
 
     def _client_never_came(self) -> None:
         if not any(m.role == "client" for m in self.members.values()):
+            self.client_absent = True  # nobody to wait for at the release
             self._finish(
                 EXIT_NO_CLIENT,
                 f"the client did not connect within {self.client_timeout:g} s "
@@ -241,6 +243,7 @@ class JobWatch:
         members = list(self.members.values())
         await asyncio.gather(*(self._tell(m, {"op": "release"}) for m in members))
         deadline = time.monotonic() + timeout
+        expected -= int(self.client_absent)
         while (sum(isinstance(k, int) for k in self.members) < expected
                and time.monotonic() < deadline):
             await asyncio.sleep(0.01)

@@ -30,7 +30,9 @@ with BatchRunner() as runner:
     with Client(runner) as client:
         client.wait_for_workers(runner.n_workers, timeout=60)
         say("READY", os.getpid())
-        if scenario == "os-exit":
+        if scenario == "return":  # the normal end: time it from here
+            say("RETURNING", time.time())
+        elif scenario == "os-exit":
             os._exit(int(arg))
         elif scenario == "sys-exit":
             sys.exit(int(arg))
