@@ -105,7 +105,9 @@ class AddOnWorkers(Cluster):
         if not path:
             from ..rendezvous import default_scheduler_file
 
-            path = default_scheduler_file(f"{runner.placement.job_stamp}-addon")
+            # plain mpiexec has no job id: the client's pid names the file then
+            stamp = runner.placement.job_stamp or f"pid{os.getpid()}"
+            path = default_scheduler_file(f"{stamp}-addon")
             write_scheduler_file(path, runner.contact)
         return cls(path, security=runner.security, **kwargs)
 
