@@ -536,3 +536,57 @@ def test_scheduler_node_lost(tmp_path, tag: str) -> None:
     assert "node3: task 2: Exited with exit code 1" in err, err
     print(f"scheduler node lost: client and worker gone after {took:.1f} s, rc {proc.returncode}")
     no_leftovers(tag)
+
+
+# ---------------------------------------------------------------- add-on workers
+
+ADDON_CLIENT = """
+import json, os, time
+from dask.distributed import Client
+from dask_batch import BatchRunner
+from dask_batch.submit import AddOnWorkers
+
+with BatchRunner(scheduler_file=os.environ["SCHED"]) as runner:
+    with Client(runner) as client:
+        workers = AddOnWorkers.from_runner(runner, system="slurm", walltime="00:10:00",
+                                           cores=1, memory="500MiB", nanny=False,
+                                           queue="batch")
+        workers.scale(3)
+        def ours():
+            return [w for w in client.scheduler_info(n_workers=-1)["workers"].values()
+                    if str(w["name"]).startswith("dask-worker-")]
+        deadline = time.monotonic() + 120
+        while len(ours()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.25)
+        hosts = sorted(w["host"] for w in ours())
+        total = client.submit(sum, client.map(lambda x: x * x, range(60))).result(30)
+        print(json.dumps({"hosts": hosts, "total": total, "address": runner.contact.address}),
+              flush=True)
+        workers.close()
+"""
+
+
+@pytest.mark.timeout(240)
+def test_addon_workers_join_from_other_nodes(tmp_path, tag: str) -> None:
+    """A job on node1 (scheduler, client, one worker) sends a 3-task array from its client
+    rank: the add-on workers start on the other nodes, join over ib0, compute."""
+    script = tmp_path / "client.py"
+    script.write_text(ADDON_CLIENT)
+    sched = tmp_path / "sched.json"
+    env = mn_env(tag, DASK_BATCH__MPI="false", SCHED=str(sched))
+    try:
+        job = run_job(srun(None, "-N1", "-w", "node1", "-n", "3", PYTHON, str(script)),
+                      env=env, cwd=tmp_path, timeout=200)
+    finally:
+        state = tmp_path / "sched.addon.json"
+        if state.exists():
+            ids = {r["elements"][0][1] for r in json.loads(state.read_text())["jobs"]}
+            subprocess.run(["scancel", *ids], env=env, capture_output=True, timeout=30)
+        _wait_nodes_idle()
+    assert job.returncode == 0, job
+    out = one_result(job.stdout, job)
+    assert out["total"] == 70210
+    assert len(out["hosts"]) == 3 and all(h.startswith(IB) for h in out["hosts"]), out
+    assert {f"{IB}2", f"{IB}3"} & set(out["hosts"]), out  # node1 has one CPU left at most
+    assert out["address"].startswith(f"tls://{IB}1"), out
+    print(f"add-on workers across nodes: {job.seconds:.1f} s, hosts {out['hosts']}")
