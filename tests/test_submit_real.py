@@ -199,3 +199,62 @@ def test_sge_array_join_status_cancel(tmp_path):
                     for rec in json.loads(state.read_text())["jobs"]:
                         subprocess.run(["qdel", rec["elements"][0][1]], env=env,
                                        capture_output=True, timeout=30)
+
+
+POOLS_YAML = """
+big:
+  cores: 1
+  memory: 600MiB
+  resources: {MEM: 1}
+small:
+  cores: 1
+  memory: 300MiB
+"""
+
+
+@pytest.mark.parametrize("system", ["slurm", "sge"])
+@pytest.mark.timeout(240)
+def test_pools_route_tasks_and_cancel_by_pool(tmp_path, system):
+    """Two pools on a real batch system: a MEM-tagged task runs only on the big pool's
+    workers; `cancel --pool big` removes those and leaves the small pool's."""
+    require(slurm_up() if system == "slurm" else sge_up(),
+            f"the {system} cluster of ci/clusters is not running")
+    from distributed import Client, get_worker
+
+    pools = tmp_path / "pools.yaml"
+    pools.write_text(POOLS_YAML)
+    env = {k: v for k, v in os.environ.items() if k != "SLURM_CONF"}
+    env.update(SGE_ENV)
+    queue = "debug" if system == "slurm" else "all.q"
+    with running_scheduler(tmp_path) as (sched, sec):
+        with Client(json.load(open(sched))["address"], security=sec) as client:
+            def cli(*args):
+                return subprocess.run([str(BIN / "dask-batch"), *args, "--scheduler-file", sched],
+                                      env=env, capture_output=True, text=True, timeout=60)
+
+            def names():
+                return {str(w["name"]): w["resources"]
+                        for w in client.scheduler_info(n_workers=-1)["workers"].values()}
+
+            try:
+                for pool, n in (("big", "2"), ("small", "1")):
+                    r = cli("submit", "--system", system, "--pools-file", str(pools), "--pool",
+                            pool, "-n", n, "--walltime", "00:10:00", "--no-nanny",
+                            "--queue", queue)
+                    assert r.returncode == 0, r.stderr
+                wait_for(lambda: len(names()) >= 3, 120, "3 pool workers")
+                seen = names()
+                big = {n for n in seen if "-big-" in n}
+                assert len(big) == 2 and all(seen[n] == {"MEM": 1} for n in big), seen
+                assert [seen[n] for n in seen if n not in big] == [{}], seen
+                ran_on = client.gather([client.submit(lambda i: get_worker().name, i,
+                                                      resources={"MEM": 1}) for i in range(6)])
+                assert set(map(str, ran_on)) <= big, ran_on
+                r = cli("cancel", "--pool", "big")
+                assert r.returncode == 0 and "cancelled" in r.stdout, r.stdout + r.stderr
+                wait_for(lambda: not (set(names()) & big), 60, "the big pool to leave")
+                assert len(names()) == 1
+                st = json.loads(cli("status", "--pool", "small", "--json").stdout)
+                assert st["counts"] == {"running": 1}, st
+            finally:
+                cli("cancel")
