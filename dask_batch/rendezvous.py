@@ -39,6 +39,8 @@ class Contact:
     dashboard: str | None = None
     created: float = field(default_factory=time.time)
     extra: dict[str, Any] = field(default_factory=dict)
+    # written by another tool (`dask scheduler --scheduler-file`): no job watch to link to
+    foreign: bool = False
 
 
 def _backoff(start: float = 0.002, cap: float = 0.05):
@@ -118,6 +120,7 @@ def read_scheduler_file(path: str) -> Contact:
         dashboard=ours.get("dashboard"),
         created=float(ours.get("created") or data.get("started") or 0),
         extra=ours.get("extra") or {},
+        foreign=not ours,
     )
 
 

@@ -299,8 +299,10 @@ async def serve_worker(
     except Exception as e:
         logger.error("worker rank %d failed to start: %s", placement.rank, e)
         return 1
-    await link.connect()
-    serving = asyncio.ensure_future(link.serve())
+    serving = None
+    if not contact.foreign:  # a scheduler dask_batch started watches its members
+        await link.connect()
+        serving = asyncio.ensure_future(link.serve())
     finished = asyncio.ensure_future(worker.finished())
     await asyncio.wait([finished, outcome], return_when=asyncio.FIRST_COMPLETED)
     _quiet_shutdown()
@@ -310,7 +312,8 @@ async def serve_worker(
             await asyncio.wait_for(worker.close(reason="job finished"), s.shutdown_grace)
         except (asyncio.TimeoutError, Exception):
             pass
-    serving.cancel()
+    if serving is not None:
+        serving.cancel()
     return code
 
 

@@ -315,16 +315,17 @@ class BatchRunner:
         dask.config.set({"scheduler-address": contact.address, **config_for(contact.creds)})
         os.environ["DASK_SCHEDULER_ADDRESS"] = contact.address
         os.environ["DASK_BATCH_N_WORKERS"] = str(self.n_workers)  # for plain `run` scripts
-        self._link = MemberLink(
-            contact.address, self.security, self.placement.rank, "client",  # type: ignore
-            s.scheduler_timeout, on_lost=self._scheduler_lost, on_ending=self._told_ending,
-            guest=not s.scheduler,
-        )
-        try:
-            self._link.start_thread()
-        except OSError as e:
-            raise RendezvousError(
-                f"the client cannot reach the scheduler {contact.address}: {e}") from None
+        if not contact.foreign:  # a scheduler dask_batch started watches its members
+            self._link = MemberLink(
+                contact.address, self.security, self.placement.rank, "client",  # type: ignore
+                s.scheduler_timeout, on_lost=self._scheduler_lost, on_ending=self._told_ending,
+                guest=not s.scheduler,
+            )
+            try:
+                self._link.start_thread()
+            except OSError as e:
+                raise RendezvousError(
+                    f"the client cannot reach the scheduler {contact.address}: {e}") from None
         if "mpi4py.MPI" in sys.modules:
             _guard_os_exit(self)
         if threading.current_thread() is threading.main_thread():

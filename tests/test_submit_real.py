@@ -258,3 +258,43 @@ def test_pools_route_tasks_and_cancel_by_pool(tmp_path, system):
                 assert st["counts"] == {"running": 1}, st
             finally:
                 cli("cancel")
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(240)
+def test_pool_adapt_counts_tasks_waiting_for_its_resources(tmp_path):
+    """An idle worker without MEM is there; tasks need MEM: adapt() of the big pool sends
+    jobs (distributed's own target alone would stay at 0), the tasks run, then it scales back."""
+    require(slurm_up(), "the single-node Slurm of ci/clusters is not running")
+    from distributed import Client, get_worker
+
+    from dask_batch.submit import AddOnWorkers
+
+    os.environ.pop("SLURM_CONF", None)
+    pools = tmp_path / "pools.yaml"
+    pools.write_text(POOLS_YAML)
+    with running_scheduler(tmp_path) as (sched, sec):
+        address = json.load(open(sched))["address"]
+        with Client(address, security=sec) as client:
+            plain = subprocess.Popen([str(BIN / "dask-batch"), "--no-scheduler",
+                                      "--scheduler-file", sched, "--name", "plain"],
+                                     env=job_env("plain-worker"))
+            try:
+                wait_for(lambda: client.scheduler_info()["workers"], 60, "the plain worker")
+                with AddOnWorkers(sched, system="slurm", pool="big", pools_file=str(pools),
+                                  walltime="00:10:00", nanny=False, queue="debug",
+                                  poll_interval=1) as workers:
+                    try:
+                        workers.adapt(minimum=0, maximum=2, interval="1s", wait_count=3)
+                        futures = [client.submit(lambda i: (i, get_worker().name), i,
+                                                 resources={"MEM": 1}) for i in range(4)]
+                        done = client.gather(futures, asynchronous=False)
+                        assert all("-big-" in str(name) for _, name in done), done
+                        del futures
+                        wait_for(lambda: not workers.plan and not workers.observed, 90,
+                                 "the pool to scale back to 0")
+                    finally:
+                        _scancel_tagged(Path(sched))
+            finally:
+                plain.kill()
+                plain.wait(10)

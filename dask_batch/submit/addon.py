@@ -30,12 +30,35 @@ from .states import JobState
 logger = logging.getLogger(__name__)
 
 
+def waiting_for(resources: dict[str, float], dask_scheduler: Any = None) -> int:
+    """On the scheduler: tasks no worker can run that a worker with ``resources`` could."""
+    n = 0
+    for ts in dask_scheduler.unrunnable:
+        need = ts.resource_restrictions
+        if need and all(resources.get(k, 0) >= v for k, v in need.items()):
+            n += 1
+    return n
+
+
 class AddOnAdaptive(Adaptive):
-    """Adaptive over the add-on workers only: the allocation's own workers are left alone."""
+    """Adaptive over the add-on workers only: the allocation's own workers are left alone.
+
+    For a pool with resource tags (e.g. MEM, GPU) it also counts the tasks that wait for those
+    resources: distributed's target counts tasks, not what they need, so idle workers without
+    the tag would keep it at zero while such tasks never run.
+    """
 
     async def target(self) -> int:
-        total = await super().target()
-        return max(0, total - len(self.cluster.other_workers()))
+        total = max(0, await super().target() - len(self.cluster.other_workers()))
+        resources = dict(self.cluster.spec.resources)
+        if resources:
+            from distributed.protocol.pickle import dumps
+
+            reply = await self.scheduler.run_function(
+                function=dumps(waiting_for), args=dumps((resources,)))
+            if reply.get("status") == "OK":
+                total = max(total, int(reply["result"]))  # one worker per waiting task
+        return total
 
     async def workers_to_close(self, target: int) -> list[str]:
         others = len(self.cluster.other_workers())
@@ -43,7 +66,12 @@ class AddOnAdaptive(Adaptive):
             target=target + others, attribute="name", **self._workers_to_close_kwargs
         )
         ours = self.cluster.plan
-        return [n for n in names if n in ours]
+        close = [n for n in names if n in ours]
+        # the scheduler may pick the allocation's own workers: close ours to reach the target
+        extra = len(self.cluster.observed) - len(close) - target
+        if extra > 0:
+            close += sorted(n for n in self.cluster.observed if n not in close)[:extra]
+        return close
 
 
 class AddOnWorkers(Cluster):
