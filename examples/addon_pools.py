@@ -45,9 +45,8 @@ with BatchRunner() as runner, Client(runner) as client:
     highmem = AddOnWorkers.from_runner(runner, pool="highmem", pools_file=POOLS,
                                        walltime=WALLTIME)
     gpu = AddOnWorkers.from_runner(runner, pool="gpu", pools_file=POOLS, walltime=WALLTIME)
-    # scale(), not adapt(): distributed's adaptive target counts tasks, not the resources they
-    # wait for, so it would not send highmem jobs for MEM tasks while the allocation's own
-    # workers are idle.
+    # fixed sizes here; highmem.adapt(minimum=0, maximum=4) would also work: a pool's adaptive
+    # target counts the tasks waiting for its resources (MEM), even while other workers idle.
     highmem.scale(2)
     gpu.scale(1)
 
