@@ -87,7 +87,10 @@ def flush_and_exit(code: int) -> None:
     if finalize(code):
         import ctypes
 
-        ctypes.CDLL(None).exit(code)
+        # PyDLL keeps the GIL through exit(): the process's other Python threads (comms, the
+        # member link) stay frozen while the C exit handlers free what they use (a CDLL call
+        # released it, and once in CI the result was "double free or corruption")
+        ctypes.PyDLL(None).exit(code)
     _os_exit(code)
 
 
