@@ -1,0 +1,3 @@
+"""The floor under the profiler: what ``python -c "import distributed"`` does."""
+
+import distributed  # noqa: F401
