@@ -99,8 +99,10 @@ def set_keepalive(comm: Any, timeout: float) -> None:
     sock = getattr(comm, "socket", None) or getattr(getattr(comm, "stream", None), "socket", None)
     if sock is None or not hasattr(socket, "TCP_KEEPIDLE"):
         return
+    # probes are answered by the peer's kernel, not its (maybe busy) process: a silent peer is
+    # taken for gone after idle + count seconds, ~2/3 of the timeout, leaving time to exit
     idle = max(1, int(timeout) // 3)
-    count = max(1, int(timeout) - idle)
+    count = max(1, int(timeout) // 3)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
@@ -306,6 +308,9 @@ class MemberLink:
                 op = msg.get("op") if isinstance(msg, dict) else None
                 if op == "release":
                     self.released = True
+                    # the scheduler closes next: heartbeats that fail now are not news
+                    for name in ("distributed", "tornado", "asyncio"):
+                        logging.getLogger(name).setLevel(logging.CRITICAL)
                 elif op == "ending" and self.on_ending is not None:
                     self.on_ending(int(msg["signum"]))
         except Exception:

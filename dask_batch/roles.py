@@ -293,12 +293,17 @@ async def serve_worker(
         loop.add_signal_handler(sig, forward, int(sig))
     loop.add_signal_handler(signal.SIGINT, lambda: outcome.done() or outcome.set_result(130))
 
-    worker = cls(**kwargs)
-    try:
-        await worker
-    except Exception as e:
-        logger.error("worker rank %d failed to start: %s", placement.rank, e)
-        return 1
+    for attempt in (1, 2):
+        worker = cls(**kwargs)
+        try:
+            await worker
+            break
+        except Exception as e:
+            # a nanny whose worker process was killed while it started (the OOM killer does
+            # not wait) fails its start: one more try, as it would have restarted it later
+            if attempt == 2 or cls is not Nanny:
+                logger.error("worker rank %d failed to start: %s", placement.rank, e)
+                return 1
     serving = None
     if not contact.foreign:  # a scheduler dask_batch started watches its members
         await link.connect()
@@ -308,8 +313,11 @@ async def serve_worker(
     _quiet_shutdown()
     code = outcome.result() if outcome.done() else 0
     if not finished.done():
+        # with the scheduler gone there is nobody to hand data to: do not wait for it
+        grace = 1.0 if link.comm is not None and not link.released and code == 1 \
+            else s.shutdown_grace
         try:
-            await asyncio.wait_for(worker.close(reason="job finished"), s.shutdown_grace)
+            await asyncio.wait_for(worker.close(reason="job finished"), grace)
         except (asyncio.TimeoutError, Exception):
             pass
     if serving is not None:
