@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import output
+
 logger = logging.getLogger("dask_batch")
 
 # the real one: the client rank may wrap os._exit (runner._guard_os_exit)
@@ -107,8 +109,8 @@ def set_keepalive(comm: Any, timeout: float) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
-    if hasattr(socket, "TCP_USER_TIMEOUT"):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(timeout * 1000))
+    if hasattr(socket, "TCP_USER_TIMEOUT"):  # it overrides the probe count when set: same bound
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, (idle + count) * 1000)
 
 
 # ---------------------------------------------------------------- scheduler side
@@ -308,9 +310,7 @@ class MemberLink:
                 op = msg.get("op") if isinstance(msg, dict) else None
                 if op == "release":
                     self.released = True
-                    # the scheduler closes next: heartbeats that fail now are not news
-                    for name in ("distributed", "tornado", "asyncio"):
-                        logging.getLogger(name).setLevel(logging.CRITICAL)
+                    output.quiet()  # the scheduler closes next: failing heartbeats are not news
                 elif op == "ending" and self.on_ending is not None:
                     self.on_ending(int(msg["signum"]))
         except Exception:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import output
 from .errors import BatchError
 from .lifecycle import JobWatch, MemberLink, hard_exit_after
 from .placement import Placement
@@ -163,7 +164,7 @@ async def serve_scheduler(
     closed.cancel()
     watch._finish(0)  # no-op when the job already has its outcome
     code = watch.outcome.result()
-    _quiet_shutdown()
+    output.quiet()
     for sig in installed:
         loop.remove_signal_handler(sig)
     await watch.release_members(expected_workers + int(s.client), s.shutdown_grace)
@@ -220,12 +221,6 @@ def _report_joins(scheduler: Any, expected: int, t0: float) -> None:
                 )
 
     scheduler.add_plugin(Joins())
-
-
-def _quiet_shutdown() -> None:
-    """Teardown noise (CommClosedError tracebacks and such) is not news: silence it."""
-    for name in ("distributed", "tornado", "asyncio"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 async def serve_worker(
@@ -310,12 +305,12 @@ async def serve_worker(
         serving = asyncio.ensure_future(link.serve())
     finished = asyncio.ensure_future(worker.finished())
     await asyncio.wait([finished, outcome], return_when=asyncio.FIRST_COMPLETED)
-    _quiet_shutdown()
+    output.quiet()
     code = outcome.result() if outcome.done() else 0
     if not finished.done():
-        # with the scheduler gone there is nobody to hand data to: do not wait for it
-        grace = 1.0 if link.comm is not None and not link.released and code == 1 \
-            else s.shutdown_grace
+        # not released by the scheduler (lost it, Ctrl-C, own allocation ending): a close
+        # that waits on a scheduler going away or gone gains nothing; bound it tightly
+        grace = s.shutdown_grace if link.released or code == 0 else 1.0
         try:
             await asyncio.wait_for(worker.close(reason="job finished"), grace)
         except (asyncio.TimeoutError, Exception):

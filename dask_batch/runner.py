@@ -19,7 +19,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import config  # noqa: F401  (loads the batch defaults)
+from . import (
+    config,  # noqa: F401  (loads the batch defaults)
+    output,
+)
 from . import mpi as mpi_
 from .errors import BatchError, report_and_exit
 from .lifecycle import (
@@ -161,7 +164,7 @@ class BatchRunner:
     def start(self) -> bool:
         """Take this rank's role. True on the client rank; other ranks serve, then exit."""
         s = self.settings = resolve(**self._options)
-        _configure_logging(s.log_level)
+        output.configure(s.log_level)
         environ = os.environ if self._environ is None else self._environ
         placement = detect(environ)
         # before MPI_Init: a bad protocol fails at once, and UCX's libraries load before MPI's
@@ -191,7 +194,7 @@ class BatchRunner:
 
         ignore_peer_failure_notice(s)
         self.role = role_of(placement.rank, s)
-        _set_rank_prefix(placement.rank, self.role)
+        output.set_rank_prefix(placement.rank, self.role)
         return self._take_role(s, placement, comm, environ)
 
     def _take_role(self, s: Settings, placement: Placement, comm: Any, environ: Any) -> bool:
@@ -380,9 +383,7 @@ class BatchRunner:
         self._finished = True
         if self._lost:
             flush_and_exit(EXIT_SCHEDULER_LOST)
-        from .roles import _quiet_shutdown
-
-        _quiet_shutdown()
+        output.quiet()
         link = self._link
         if link is not None:
             link.send_threadsafe({"op": "done", "code": code})
@@ -450,40 +451,3 @@ def _process_start() -> float:
     import psutil
 
     return psutil.Process().create_time()
-
-
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR, "critical": logging.CRITICAL}
-
-
-class _RankFilter(logging.Filter):
-    prefix = "dask-batch"
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.rankprefix = self.prefix
-        return True
-
-
-_FILTER = _RankFilter()
-
-
-def _set_rank_prefix(rank: int, role: str) -> None:
-    _FILTER.prefix = f"dask-batch[{rank} {role}]"
-
-
-def _configure_logging(level: str) -> None:
-    """Dask's loggers at ``level`` (default warning); our own short report at info."""
-    import dask.config
-
-    dask.config.set({"logging.distributed": level})
-    # processes a nanny spawns set up distributed's logging from the environment
-    os.environ["DASK_LOGGING__DISTRIBUTED"] = level
-    logging.getLogger("distributed").setLevel(_LEVELS[level])
-    ours = logging.getLogger("dask_batch")
-    ours.setLevel(min(logging.INFO, _LEVELS[level]) if level != "critical" else logging.CRITICAL)
-    if not ours.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.addFilter(_FILTER)
-        handler.setFormatter(logging.Formatter("%(rankprefix)s: %(message)s"))
-        ours.addHandler(handler)
-        ours.propagate = False

@@ -1,0 +1,50 @@
+"""Short output: our one-line reports prefixed with rank and role, Dask's loggers at the
+configured level (warning by default), and silence once the job is ending."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+          "error": logging.ERROR, "critical": logging.CRITICAL}
+
+
+class _RankFilter(logging.Filter):
+    prefix = "dask-batch"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.rankprefix = self.prefix
+        return True
+
+
+_FILTER = _RankFilter()
+
+
+def set_rank_prefix(rank: int, role: str) -> None:
+    _FILTER.prefix = f"dask-batch[{rank} {role}]"
+
+
+def configure(level: str) -> None:
+    """Dask's loggers at ``level``; our own short report at info."""
+    import dask.config
+
+    dask.config.set({"logging.distributed": level})
+    # processes a nanny spawns set up distributed's logging from the environment
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = level
+    logging.getLogger("distributed").setLevel(LEVELS[level])
+    ours = logging.getLogger("dask_batch")
+    ours.setLevel(min(logging.INFO, LEVELS[level]) if level != "critical" else logging.CRITICAL)
+    if not ours.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.addFilter(_FILTER)
+        handler.setFormatter(logging.Formatter("%(rankprefix)s: %(message)s"))
+        ours.addHandler(handler)
+        ours.propagate = False
+
+
+def quiet() -> None:
+    """The job is ending: teardown noise (CommClosedError and heartbeat tracebacks) is not news."""
+    for name in ("distributed", "tornado", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
