@@ -176,13 +176,18 @@ async def serve_scheduler(
     return 0 if watch.client_code is not None or watch.client_lost else code
 
 
+def worker_name(prefix: str | None, rank: int) -> str | int:
+    """The Dask name of a worker rank: its rank, or ``prefix-rank`` (``--name``)."""
+    return f"{prefix}-{rank}" if prefix else rank
+
+
 def _worker_remover(scheduler: Any, prefix: str | None) -> Callable:
     """Drop the worker of a dead rank at once, so that its tasks run elsewhere now."""
 
     async def remove(rank: int) -> None:
-        name = f"{prefix}-{rank}" if prefix else rank
+        name = str(worker_name(prefix, rank))
         for ws in list(scheduler.workers.values()):
-            if ws.name == name or str(ws.name) == str(name):
+            if str(ws.name) == name:
                 try:
                     await scheduler.remove_worker(ws.address, stimulus_id=f"rank-{rank}-lost",
                                                   close=False)
@@ -236,7 +241,7 @@ async def serve_worker(
     from distributed.utils import import_term
 
     security = security_from(contact.creds)
-    name = f"{s.name}-{placement.rank}" if s.name else placement.rank
+    name = worker_name(s.name, placement.rank)
     resources = dict(s.resources)
     if res.gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(res.gpus)
