@@ -31,6 +31,16 @@ EXIT_CLIENT_LOST = 1  # the client died without reporting a code
 EXIT_SCHEDULER_LOST = 1  # a client or worker lost the scheduler
 EXIT_NO_CLIENT = 1  # the client never connected
 
+# set when this rank's member link broke without a release: rank 0 is gone, and MPI_Finalize,
+# which waits for every rank, would wait for it in vain
+scheduler_lost = False
+
+
+def lost_grace(timeout: float) -> float:
+    """How long a rank that lost the scheduler may take to end: the keepalive spends ~2/3 of
+    ``scheduler-timeout`` noticing, the rest is for leaving, so the whole stays within it."""
+    return max(1.0, round(timeout / 3, 1))
+
 
 class AllocationEnding(BaseException):
     """Raised in the client when the allocation is about to end (walltime signal).
@@ -86,7 +96,7 @@ def flush_and_exit(code: int) -> None:
             stream.flush()
         except Exception:
             pass
-    if finalize(code):
+    if finalize(code, timeout=1.0 if scheduler_lost else 10.0):
         import ctypes
 
         # PyDLL keeps the GIL through exit(): the process's other Python threads (comms, the
@@ -316,6 +326,8 @@ class MemberLink:
         except Exception:
             pass
         if not self.released:
+            global scheduler_lost
+            scheduler_lost = True
             self.on_lost()
 
     async def send(self, msg: dict) -> None:

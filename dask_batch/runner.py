@@ -32,6 +32,7 @@ from .lifecycle import (
     exit_code_of,
     flush_and_exit,
     hard_exit_after,
+    lost_grace,
 )
 from .placement import Placement, detect
 from .rendezvous import (
@@ -372,9 +373,13 @@ class BatchRunner:
             "ending the client\n"
         )
         sys.stderr.flush()
-        hard_exit_after(self.settings.shutdown_grace, EXIT_SCHEDULER_LOST,  # type: ignore
-                        "scheduler lost")
-        _thread.interrupt_main()
+        hard_exit_after(lost_grace(self.settings.scheduler_timeout),  # type: ignore[union-attr]
+                        EXIT_SCHEDULER_LOST, "scheduler lost")
+        # a real signal: it also wakes a main thread blocked in a wait (interrupt_main does not)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # type: ignore
+        else:
+            _thread.interrupt_main()
 
     def finish(self, code: int = 0) -> None:
         """Tell the scheduler the client is done with ``code``; the cluster then stops."""

@@ -499,7 +499,8 @@ def test_worker_node_partitioned(tmp_path, tag: str) -> None:
 @pytest.mark.timeout(240)
 def test_scheduler_node_lost(tmp_path, tag: str) -> None:
     """The scheduler's node (node1, rank 0 alone there) cut off: the client (node2) and the
-    worker (node3) exit non-zero within ~10-15 s."""
+    worker (node3) exit non-zero within scheduler-timeout (10 s): the keepalive notices in ~2/3
+    of it, leaving takes the rest."""
     flags = ("-N3", "--ntasks-per-node=1", "--kill-on-bad-exit=0", "--no-kill")
     proc, go = _start_fault_job(tmp_path, tag, flags)
     others = on_node(tag, "node2") + on_node(tag, "node3")
@@ -515,7 +516,7 @@ def test_scheduler_node_lost(tmp_path, tag: str) -> None:
         _cancel(tag)
         kill_tagged(tag)
     assert not left, f"client/worker still alive {took:.0f} s after node1 was cut"
-    assert took < 20, f"client and worker took {took:.1f} s to stop"
+    assert took <= 10, f"client and worker took {took:.1f} s to stop"
     # node1 is back: the scheduler rank, which lost every member, must end as well
     rank0 = [p for p in on_node(tag, "node1") if "python" in " ".join(p.cmdline())]
     rank0_left = psutil.wait_procs(rank0, timeout=30)[1]
