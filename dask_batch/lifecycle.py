@@ -282,10 +282,12 @@ class MemberLink:
         on_lost: Any,
         on_ending: Any = None,
         guest: bool = False,
+        on_released: Any = None,
     ):
         self.address, self.security, self.rank, self.role = address, security, rank, role
         self.guest = guest  # a rank of another launch joining this scheduler
         self.timeout, self.on_lost, self.on_ending = timeout, on_lost, on_ending
+        self.on_released = on_released
         self.comm: Any = None
         self.released = False
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -321,6 +323,8 @@ class MemberLink:
                 if op == "release":
                     self.released = True
                     output.quiet()  # the scheduler closes next: failing heartbeats are not news
+                    if self.on_released is not None:
+                        self.on_released()
                 elif op == "ending" and self.on_ending is not None:
                     self.on_ending(int(msg["signum"]))
         except Exception:

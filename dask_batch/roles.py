@@ -168,12 +168,24 @@ async def serve_scheduler(
     for sig in installed:
         loop.remove_signal_handler(sig)
     await watch.release_members(expected_workers + int(s.client), s.shutdown_grace)
-    try:
-        await asyncio.wait_for(scheduler.close(reason="job finished"), s.shutdown_grace)
-    except (asyncio.TimeoutError, Exception):
-        pass
+    if not abrupt_end(protocol):
+        try:
+            await asyncio.wait_for(scheduler.close(reason="job finished"), s.shutdown_grace)
+        except (asyncio.TimeoutError, Exception):
+            pass
     # the client's own rank carries the job's exit code; the scheduler only adds its failures
     return 0 if watch.client_code is not None or watch.client_lost else code
+
+
+def abrupt_end(protocol: str) -> bool:
+    """Released ranks leave without closing their comms: UCX only.
+
+    Closing a UCX endpoint flushes it, and a flush towards a peer that has just exited can
+    crash in UCX's shared-memory transport (openucx/ucx #5568; seen as a segfault at the end
+    of a job with UCX_TLS=tcp,self,sm). Once the job is over nothing is left to hand over, so
+    no rank closes: each exits, and the kernel tears the connections down.
+    """
+    return protocol == "ucx"
 
 
 def worker_name(prefix: str | None, rank: int) -> str | int:
@@ -277,8 +289,13 @@ async def serve_worker(
         if not outcome.done():
             outcome.set_result(1)
 
+    def released() -> None:  # UCX: leave now, without closing endpoints (see abrupt_end)
+        if abrupt_end(protocol) and not outcome.done():
+            outcome.set_result(0)
+
     link = MemberLink(contact.address, security, placement.rank, "worker",
-                      s.scheduler_timeout, on_lost=lost, guest=not s.scheduler)
+                      s.scheduler_timeout, on_lost=lost, guest=not s.scheduler,
+                      on_released=released)
     loop = asyncio.get_running_loop()
 
     def forward(signum: int) -> None:  # the scheduler decides; bound our own end anyway
@@ -312,7 +329,7 @@ async def serve_worker(
     await asyncio.wait([finished, outcome], return_when=asyncio.FIRST_COMPLETED)
     output.quiet()
     code = outcome.result() if outcome.done() else 0
-    if not finished.done():
+    if not finished.done() and not (link.released and abrupt_end(protocol)):
         # not released by the scheduler (lost it, Ctrl-C, own allocation ending): a close
         # that waits on a scheduler going away or gone gains nothing; bound it tightly
         grace = s.shutdown_grace if link.released or code == 0 else 1.0
