@@ -6,7 +6,12 @@
    one array (dask-batch) and as one ``sbatch`` per job (what dask-jobqueue does, #196):
    wall time of the tool and number of calls to the Slurm controller.
 2. Time from ``scale(N)`` until N add-on workers have joined a running scheduler (1 CPU,
-   256 MiB, no nanny per job; the single-node Slurm here has 16 CPUs, so N defaults to 16).
+   160 MiB, no nanny per job), sent as one array and as N single jobs (``--no-array``). The
+   single-node Slurm of ci/clusters advertises 16 CPUs, so N defaults to 16; for N = 100 start
+   it with more (the node is oversubscribed either way):
+
+       SLURM_CI_CPUS=128 bash ci/clusters/start-slurm.sh
+       python benchmarks/submit.py --jobs 0 --join 100 --out benchmarks/results/submit-join.json
 """
 
 from __future__ import annotations
@@ -65,7 +70,7 @@ def submit_bench(n: int, directory: str) -> dict:
     return out
 
 
-def join_bench(n: int, directory: str) -> dict:
+def join_bench(n: int, directory: str, array: bool = True) -> dict:
     from distributed import Client
     from helpers import running_scheduler
 
@@ -74,8 +79,8 @@ def join_bench(n: int, directory: str) -> dict:
     with running_scheduler(Path(directory)) as (sched, sec):
         address = json.load(open(sched))["address"]
         with Client(address, security=sec) as client, AddOnWorkers(
-                sched, system="slurm", walltime="00:05:00", cores=1, memory="256MiB",
-                nanny=False, queue="debug", poll_interval=2) as workers:
+                sched, system="slurm", walltime="00:05:00", cores=1, memory="160MiB",
+                nanny=False, queue="debug", poll_interval=2, array=array) as workers:
             t0 = time.perf_counter()
             workers.scale(n)
             t_submit = time.perf_counter() - t0
@@ -90,7 +95,7 @@ def join_bench(n: int, directory: str) -> dict:
                 time.sleep(0.1)
             t_all = time.perf_counter() - t0
             joined = len(client.scheduler_info(n_workers=-1)["workers"])
-    return {"workers": n, "joined": joined, "scale_call_s": round(t_submit, 3),
+    return {"array": array, "workers": n, "joined": joined, "scale_call_s": round(t_submit, 3),
             "first_s": round(marks.get(1, t_all), 2),
             "half_s": round(marks.get(n // 2, t_all), 2), "all_s": round(t_all, 2)}
 
@@ -99,13 +104,25 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--jobs", type=int, default=1000)
     p.add_argument("--join", type=int, default=16)
+    p.add_argument("--out", help="also write the JSON result here")
     args = p.parse_args()
     os.environ.pop("SLURM_CONF", None)
     with tempfile.TemporaryDirectory(dir=os.getcwd()) as d:
         result = {"submit": submit_bench(args.jobs, d) if args.jobs else None,
-                  "join": join_bench(args.join, d) if args.join else None,
-                  "cpus_here": os.cpu_count()}
-    print(json.dumps(result, indent=1))
+                  "join": [join_bench(args.join, d, array) for array in (True, False)]
+                  if args.join else None,
+                  "cpus_here": os.cpu_count(), "slurm_cpus": _node_cpus(),
+                  "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+def _node_cpus() -> str:
+    out = subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True,
+                         timeout=30).stdout
+    return out.strip()
 
 
 if __name__ == "__main__":
