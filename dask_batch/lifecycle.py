@@ -24,7 +24,7 @@ from . import output
 
 logger = logging.getLogger("dask_batch")
 
-# the real one: the client rank may wrap os._exit (runner._guard_os_exit)
+# the real one: the client rank may wrap os._exit (ClientEnd.guard_os_exit)
 _os_exit = os._exit
 
 EXIT_CLIENT_LOST = 1  # the client died without reporting a code

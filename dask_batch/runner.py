@@ -7,13 +7,10 @@ exit code when the client is done. Only the client rank runs the body of the ``w
 
 from __future__ import annotations
 
-import _thread
 import asyncio
 import contextlib
 import logging
 import os
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -24,16 +21,9 @@ from . import (
     output,
 )
 from . import mpi as mpi_
+from .client_end import ClientEnd
 from .errors import BatchError, report_and_exit
-from .lifecycle import (
-    EXIT_SCHEDULER_LOST,
-    AllocationEnding,
-    MemberLink,
-    exit_code_of,
-    flush_and_exit,
-    hard_exit_after,
-    lost_grace,
-)
+from .lifecycle import AllocationEnding, exit_code_of, flush_and_exit
 from .placement import Placement, detect
 from .rendezvous import (
     Contact,
@@ -86,10 +76,7 @@ class BatchRunner:
         self.role: str | None = None
         self.contact: Contact | None = None
         self.security: Any = None
-        self._link: MemberLink | None = None
-        self._finished = False
-        self._lost = False
-        self._ending_raised = False
+        self._client_end: ClientEnd | None = None
         self._scheduler_thread: threading.Thread | None = None
         self.status = None
 
@@ -123,7 +110,10 @@ class BatchRunner:
     def wait_for_workers(self, n_workers: int | None = None, timeout: float | None = None) -> None:
         """Block until ``n_workers`` (default: all worker ranks) have joined."""
         n = self.n_workers if n_workers is None else n_workers
-        got = self._ask_scheduler({"op": "batch_wait_workers", "n": n, "timeout": timeout})
+        if self._client_end is None:
+            raise RuntimeError("wait_for_workers: this rank is not the client")
+        got = self._client_end.ask_scheduler({"op": "batch_wait_workers", "n": n,
+                                              "timeout": timeout})
         if got < n:
             raise TimeoutError(f"only {got}/{n} workers arrived after {timeout} s")
 
@@ -319,125 +309,22 @@ class BatchRunner:
         dask.config.set({"scheduler-address": contact.address, **config_for(contact.creds)})
         os.environ["DASK_SCHEDULER_ADDRESS"] = contact.address
         os.environ["DASK_BATCH_N_WORKERS"] = str(self.n_workers)  # for plain `run` scripts
-        if not contact.foreign:  # a scheduler dask_batch started watches its members
-            self._link = MemberLink(
-                contact.address, self.security, self.placement.rank, "client",  # type: ignore
-                s.scheduler_timeout, on_lost=self._scheduler_lost, on_ending=self._told_ending,
-                guest=not s.scheduler,
-            )
-            try:
-                self._link.start_thread()
-            except OSError as e:
-                raise RendezvousError(
-                    f"the client cannot reach the scheduler {contact.address}: {e}") from None
-        if "mpi4py.MPI" in sys.modules:
-            _guard_os_exit(self)
-        if threading.current_thread() is threading.main_thread():
-            from .roles import walltime_signals
-
-            for sig in walltime_signals(s):
-                signal.signal(sig, self._signal_handler)
+        self._client_end = ClientEnd(s, self.placement.rank, contact.address,  # type: ignore
+                                     self.security, self._on_ending, self._scheduler_thread)
+        self._client_end.start(link=not contact.foreign)
         from distributed.core import Status
 
         self.status = Status.running
 
-    # ------------------------------------------------------------ client-side lifecycle
-
-    def _signal_handler(self, signum: int, frame: Any) -> None:
-        if self._link is not None:
-            self._link.send_threadsafe({"op": "signal", "signum": signum}, timeout=0.5)
-        self._told_ending(signum, from_handler=True)
-
-    def _told_ending(self, signum: int, from_handler: bool = False) -> None:
-        """The allocation is ending: run the hook, or raise AllocationEnding in the main thread."""
-        if self._ending_raised:
-            return
-        self._ending_raised = True
-        s = self.settings
-        assert s is not None
-        hard_exit_after(s.signal_grace, 128 + signum, f"{signal.Signals(signum).name} grace over")
-        if self._on_ending is not None:
-            self._on_ending(signum)
-        elif from_handler:
-            raise AllocationEnding(signum, s.signal_grace)
-        else:  # from the link thread: deliver it in the main thread through the handler
-            self._ending_raised = False
-            signal.pthread_kill(threading.main_thread().ident, signum)  # type: ignore[arg-type]
-
-    def _scheduler_lost(self) -> None:
-        if self._finished:
-            return
-        self._lost = True
-        sys.stderr.write(
-            f"dask-batch: lost the scheduler {self.scheduler_address} (rank 0): "
-            "ending the client\n"
-        )
-        sys.stderr.flush()
-        hard_exit_after(lost_grace(self.settings.scheduler_timeout),  # type: ignore[union-attr]
-                        EXIT_SCHEDULER_LOST, "scheduler lost")
-        # a real signal: it also wakes a main thread blocked in a wait (interrupt_main does not)
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # type: ignore
-        else:
-            _thread.interrupt_main()
-
     def finish(self, code: int = 0) -> None:
         """Tell the scheduler the client is done with ``code``; the cluster then stops."""
-        if self._finished or self.role not in ("client", "scheduler"):
-            return
-        self._finished = True
-        if self._lost:
-            flush_and_exit(EXIT_SCHEDULER_LOST)
-        output.quiet()
-        link = self._link
-        if link is not None:
-            link.send_threadsafe({"op": "done", "code": code})
-            deadline = time.monotonic() + self.settings.shutdown_grace  # type: ignore
-            while not link.released and time.monotonic() < deadline:
-                time.sleep(0.002)
-        if self._scheduler_thread is not None:
-            self._scheduler_thread.join(self.settings.shutdown_grace)  # type: ignore
-
-    def _ask_scheduler(self, msg: dict) -> Any:
-        from distributed.comm import connect
-
-        async def ask() -> Any:
-            comm = await connect(self.scheduler_address,
-                                 **self.security.get_connection_args("client"))
-            try:
-                await comm.write({**msg, "reply": True})
-                return await comm.read()
-            finally:
-                await comm.close()
-
-        if self._link is not None and self._link.loop is not None:
-            return asyncio.run_coroutine_threadsafe(ask(), self._link.loop).result()
-        return asyncio.run(ask())
+        if self._client_end is not None and self.role in ("client", "scheduler"):
+            self._client_end.finish(code)
 
     def _end(self, code: int) -> bool:
         if self._exit:
             flush_and_exit(code)
         return False
-
-
-def _guard_os_exit(runner: BatchRunner) -> None:
-    """Make ``os._exit(n)`` in the client end the job with ``n``.
-
-    Under MPI, a process that leaves without MPI_Finalize and the C exit handlers is taken
-    for a crash: hydra kills every rank and reports signal 9 instead of ``n``. In this process
-    only (not in forked children), ``os._exit`` first reports ``n`` to the scheduler, then
-    leaves through ``flush_and_exit``, which finalizes MPI within a bounded time.
-    """
-    original, pid = os._exit, os.getpid()
-
-    def _exit(code: int) -> None:
-        if os.getpid() != pid:
-            original(code)
-        with contextlib.suppress(BaseException):
-            runner.finish(code)
-        flush_and_exit(code)
-
-    os._exit = _exit  # type: ignore[assignment]
 
 
 def _method(s: Settings, comm: Any) -> str:
