@@ -1,6 +1,6 @@
-"""The lifecycle scenarios again under a real `srun` (single-node Slurm of ci/clusters), in
-environment mode: Slurm lets the other tasks live when one dies (its default), so here a dead
-worker rank must not end the job."""
+"""The lifecycle scenarios (lifecycle_scenarios.py) again under a real `srun` (single-node
+Slurm of ci/clusters), in environment mode, and srun's own: Slurm lets the other tasks live
+when one dies (its default), so here a dead worker rank must not end the job."""
 
 from __future__ import annotations
 
@@ -13,11 +13,21 @@ import time
 import pytest
 from clusters import slurm_env, slurm_up
 from conftest import kill_tagged, require
-from test_lifecycle import JOB, Running, _signal_all_ranks
+from lifecycle_scenarios import (  # noqa: F401  (run here with this file's `start`)
+    JOB,
+    RESULT,
+    Running,
+    signal_all_ranks,
+    test_client_exit_code_is_the_jobs,
+    test_client_killed_by_signal_fails_the_job_fast,
+    test_client_never_connects_scheduler_and_workers_stop,
+    test_client_raises_rc_1_traceback_once,
+    test_scheduler_dies_client_and_workers_exit_nonzero_naming_it,
+    test_walltime_signal_client_saves_state_and_job_ends_in_grace,
+    test_worker_process_killed_is_restarted_by_its_nanny,
+)
 
 pytestmark = pytest.mark.slurm
-
-RESULT = str(sum(abs(x) for x in range(-50, 50)))
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -37,7 +47,8 @@ class SrunJob(Running):
 def start(tag):
     jobs: list[SrunJob] = []
 
-    def _start(n: int, *args: str, **env: str) -> SrunJob:
+    def _start(n: int, *args: str, survive: bool = False, **env: str) -> SrunJob:
+        # srun keeps the other tasks when one dies by default (--kill-on-bad-exit=0)
         job = SrunJob(n, tag, *args, **env)
         jobs.append(job)
         return job
@@ -50,43 +61,6 @@ def start(tag):
     kill_tagged(tag)
 
 
-@pytest.mark.parametrize(("scenario", "code"), [("os-exit", 0), ("os-exit", 5), ("sys-exit", 3)])
-def test_client_exit_code_is_the_jobs(start, scenario, code):
-    job = start(4, scenario, str(code))
-    rc, _ = job.wait(60)
-    assert rc == code, job.stderr
-    job.all_gone_within(2)
-
-
-def test_client_raises_rc_1_traceback_once(start):
-    job = start(4, "raise")
-    rc, _ = job.wait(60)
-    assert rc == 1, job.stderr
-    assert job.stderr.count("RuntimeError: the client failed on purpose") == 1, job.stderr
-    job.all_gone_within(2)
-
-
-def test_client_killed_by_signal_fails_the_job_fast(start):
-    job = start(4, "sleep", "120")
-    os.kill(int(job.value("READY")), signal.SIGKILL)
-    t = time.monotonic()
-    rc, _ = job.wait(30)
-    assert rc != 0 and time.monotonic() - t <= 10, job.stderr
-    job.all_gone_within(5)
-
-
-def test_worker_process_killed_is_restarted_by_its_nanny(start):
-    job = start(4, "kill-worker-process", DASK_BATCH__WORKER__NANNY="true")
-    assert job.value("RESULT") == RESULT
-    assert job.value("RESTARTED") == "2"
-    rc, _ = job.wait(60)
-    assert rc == 0, job.stderr
-    # quiet: no INFO from the nanny's worker processes, no teardown tracebacks or warnings
-    assert "Traceback" not in job.stderr and " - INFO - " not in job.stderr, job.stderr
-    assert "leaked" not in job.stderr, job.stderr
-    job.all_gone_within(5)
-
-
 def test_dead_worker_rank_job_finishes_on_the_others(start):
     job = start(5, "kill-worker-rank")
     victim = job.value("KILLED")
@@ -96,37 +70,6 @@ def test_dead_worker_rank_job_finishes_on_the_others(start):
     # the client's code is the job's; srun adds the killed task's status
     assert rc in (0, 137, 9), job.stderr
     job.all_gone_within(5)
-
-
-def test_scheduler_dies_client_and_workers_exit_nonzero_naming_it(start):
-    job = start(4, "sleep", "120")
-    os.kill(int(job.value("SCHEDULER_PID")), signal.SIGKILL)
-    t = time.monotonic()
-    rc, _ = job.wait(30)
-    assert rc != 0 and time.monotonic() - t <= 15, job.stderr
-    assert "lost the scheduler" in job.stderr
-    job.all_gone_within(5)
-
-
-def test_client_never_connects_scheduler_and_workers_stop(start):
-    job = start(4, "crash-before-client", DASK_BATCH__LIFECYCLE__CLIENT_TIMEOUT="3")
-    rc, seconds = job.wait(40)
-    assert rc != 0
-    assert "did not connect within 3 s" in job.stderr, job.stderr
-    assert seconds < 30
-    job.all_gone_within(5)
-
-
-def test_walltime_signal_client_saves_state_and_job_ends_in_grace(start):
-    job = start(4, "walltime", DASK_BATCH__LIFECYCLE__SIGNAL_GRACE="20")
-    job.value("SCHEDULER_PID")
-    time.sleep(0.5)
-    _signal_all_ranks(job, signal.SIGTERM)
-    assert job.value("ENDING", 20) == str(int(signal.SIGTERM))
-    assert job.value("SAVED", 20) == "state"
-    rc, _ = job.wait(25)
-    assert rc == 0, job.stderr
-    job.all_gone_within(3)
 
 
 def test_scancel_signal_uncaught_is_128_plus_signal(start):
