@@ -111,3 +111,30 @@ def test_script_prints_without_submitting(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "#BSUB -J 'dask-worker[1-4]'" in r.stdout and "#BSUB -W 1:30" in r.stdout
     assert fake_calls(env) == []
+
+
+@pytest.mark.timeout(90)
+def test_two_addon_workers_on_one_scheduler_each_see_their_own(tmp_path, tag, monkeypatch):
+    """distributed streams worker changes to one Cluster per scheduler: the second pool must
+    not freeze the first one's view of its workers (which adapt and status read)."""
+    from dask_batch.submit import AddOnWorkers
+
+    env = fake_env("pbs", tmp_path)
+    for k, v in {**env, "DASK_BATCH_TEST_TAG": tag}.items():
+        monkeypatch.setenv(k, v)
+    common = {"system": "pbs", "walltime": "00:30:00", "memory": "1GiB", "nanny": False,
+              "poll_interval": 0.5}
+    with running_scheduler(tmp_path) as (sched, _):
+        try:
+            with AddOnWorkers(sched, job_name="small", **common) as small, \
+                    AddOnWorkers(sched, job_name="big", **common) as big:
+                small.scale(1)
+                big.scale(2)
+                wait_for(lambda: len(small.observed) == 1 and len(big.observed) == 2, 45,
+                         "each pool to see its workers")
+                assert all(n.startswith("small-") for n in small.observed), small.observed
+                assert all(n.startswith("big-") for n in big.observed), big.observed
+                assert small.other_workers() == sorted(big.observed) or \
+                    set(small.other_workers()) == big.observed
+        finally:
+            kill_fake_jobs(env)

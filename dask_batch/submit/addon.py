@@ -14,11 +14,13 @@ import asyncio
 import logging
 import math
 import os
+import time
 from typing import Any
 
 from distributed.core import Status, rpc
 from distributed.deploy.adaptive import Adaptive
 from distributed.deploy.cluster import Cluster
+from distributed.objects import SchedulerInfo
 
 from ..rendezvous import Contact, read_scheduler_file, write_scheduler_file
 from ..security import security_from
@@ -49,6 +51,7 @@ class AddOnAdaptive(Adaptive):
     """
 
     async def target(self) -> int:
+        await self.cluster._sync_workers()
         total = max(0, await super().target() - len(self.cluster.other_workers()))
         resources = dict(self.cluster.spec.resources)
         if resources:
@@ -140,7 +143,17 @@ class AddOnWorkers(Cluster):
         return cls(path, security=runner.security, **kwargs)
 
     async def _start(self) -> None:
-        await super()._start()
+        # Cluster._start without its worker-status stream: distributed serves that stream to
+        # one Cluster per scheduler (a plugin of fixed name, with a warning on the scheduler
+        # when a second one replaces it and freezes the first one's view), and several
+        # AddOnWorkers (pools) may share a scheduler: the workers are polled instead
+        await self._sync_workers()
+        self._cluster_info.update(await self.scheduler_comm.get_metadata(
+            keys=["cluster-manager-info"], default={}))
+        self._sync_cluster_info_task = asyncio.ensure_future(self._sync_cluster_info())
+        for pc in self.periodic_callbacks.values():
+            pc.start()
+        self.status = Status.running
         self._poll_task = asyncio.ensure_future(self._poll())
 
     async def _close(self) -> None:
@@ -225,14 +238,24 @@ class AddOnWorkers(Cluster):
     # ------------------------------------------------------------ state
 
     async def _poll(self) -> None:
-        """Ask the batch system about our jobs; a failing query keeps the last known state."""
+        """Read the scheduler's workers every second, and ask the batch system about our jobs
+        every ``poll_interval``; a failing query keeps the last known state."""
+        next_query = time.monotonic() + self.poll_interval
         while self.status in (Status.created, Status.running):
-            await asyncio.sleep(self.poll_interval)
-            if self.records:
+            await asyncio.sleep(min(1.0, self.poll_interval))
+            try:
+                await self._sync_workers()
+            except Exception:  # the scheduler is going away; its users hear of it
+                pass
+            if self.records and time.monotonic() >= next_query:
+                next_query = time.monotonic() + self.poll_interval
                 try:
                     await self._refresh()
                 except Exception as e:
                     logger.warning("job status query failed (keeping last known states): %s", e)
+
+    async def _sync_workers(self) -> None:
+        self.scheduler_info = SchedulerInfo(await self.scheduler_comm.identity(n_workers=-1))
 
     async def _refresh(self) -> None:
         _, state_dir = jobs.state_paths(self.scheduler_file)
