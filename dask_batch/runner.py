@@ -162,7 +162,7 @@ class BatchRunner:
         # (the MPICH wheel bundles an older UCX under the same names)
         from .transport import choose_protocol
 
-        choose_protocol(s.protocol, s.secure)
+        protocol = choose_protocol(s.protocol, s.secure)
         comm = None
         if mpi_.wanted(s.mpi, environ, placement, self._comm):
             comm = mpi_.world(self._comm, s.rendezvous_timeout)
@@ -186,14 +186,14 @@ class BatchRunner:
         ignore_peer_failure_notice(s)
         self.role = role_of(placement.rank, s)
         output.set_rank_prefix(placement.rank, self.role)
-        return self._take_role(s, placement, comm, environ)
+        return self._take_role(s, placement, comm, environ, protocol)
 
-    def _take_role(self, s: Settings, placement: Placement, comm: Any, environ: Any) -> bool:
-        from .transport import choose_interface, choose_protocol, interfaces
+    def _take_role(self, s: Settings, placement: Placement, comm: Any, environ: Any,
+                   protocol: str) -> bool:
+        from .transport import choose_interface, interfaces
 
         single_node = placement.local_size == placement.size
         interface = choose_interface(s.interface, interfaces(), single_node)
-        protocol = choose_protocol(s.protocol, s.secure)
         method = _method(s, comm)
         path = s.scheduler_file or (
             default_scheduler_file(placement.job_stamp) if method == "file" else None
