@@ -3,6 +3,8 @@
 #   1. single-node Slurm      (start-slurm.sh,           conf /etc/slurm/slurm.conf)
 #   2. three-node Slurm       (start-slurm-multinode.sh, conf /etc/slurm-mn/slurm.conf)
 #   3. single-node Grid Engine (start-sge.sh,            SGE_ROOT=/var/lib/gridengine)
+#   4. Grid Engine on the three nodes (start-sge-multinode.sh: execds in node1..3 of 2.,
+#      reporting to the qmaster of 3.; queue mn.q, PE mpi; needs 2. and 3. running)
 # They coexist (own ports, pid files, state dirs; the two Slurms share one munged).
 # All packages are installed first in ONE apt-get update + install, so a fresh machine
 # only needs the Debian package mirror. Prints how long each step took; exits non-zero
@@ -10,15 +12,15 @@
 #
 #   sudo bash ci/clusters/start-all.sh
 #
-# Env knobs: CI_CLUSTERS="slurm slurm-multinode sge" (subset/order to start), plus the
-# knobs of the individual scripts (SLURM_CI_*, MN_*, SGE_CI_*).
+# Env knobs: CI_CLUSTERS="slurm slurm-multinode sge sge-multinode" (subset/order to start),
+# plus the knobs of the individual scripts (SLURM_CI_*, MN_*, SGE_CI_*, SGE_MN_*).
 set -euo pipefail
 LOG_TAG=start-all
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=common.sh
 . "$HERE/common.sh"
 [ "$(id -u)" = 0 ] || { log "ERROR: must run as root"; exit 1; }
-CLUSTERS=${CI_CLUSTERS:-slurm slurm-multinode sge}
+CLUSTERS=${CI_CLUSTERS:-slurm slurm-multinode sge sge-multinode}
 
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
@@ -31,7 +33,8 @@ for c in $CLUSTERS; do
     slurm) PKGS+=("${SLURM_PKGS[@]}"); [ "${SLURM_CI_MPI:-1}" = 1 ] && PKGS+=("${MPI_PKGS[@]}") ;;
     slurm-multinode) PKGS+=("${SLURM_PKGS[@]}" "${MN_EXTRA_PKGS[@]}"); [ "${MN_MPI:-1}" = 1 ] && PKGS+=("${MPI_PKGS[@]}") ;;
     sge) PKGS+=("${SGE_PKGS[@]}") ;;
-    *) log "ERROR: unknown cluster '$c' in CI_CLUSTERS (slurm | slurm-multinode | sge)"; exit 2 ;;
+    sge-multinode) PKGS+=("${SGE_PKGS[@]}" "${MN_EXTRA_PKGS[@]}") ;;
+    *) log "ERROR: unknown cluster '$c' in CI_CLUSTERS (slurm | slurm-multinode | sge | sge-multinode)"; exit 2 ;;
   esac
 done
 t=$(now)
