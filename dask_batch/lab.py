@@ -73,10 +73,18 @@ def require_lab() -> None:
 
 
 def login_host(environ: Mapping[str, str]) -> str | None:
-    """The host the job was submitted from (where a laptop's ssh lands first), if known."""
+    """The host the job was submitted from (where a laptop's ssh lands first), if known.
+
+    A batch server that took the submission over loopback may name it ``localhost`` (seen
+    with Grid Engine): no use to a laptop, so unknown.
+
+    >>> login_host({"SGE_O_HOST": "localhost"}) is None
+    True
+    """
     for name in ("SLURM_SUBMIT_HOST", "PBS_O_HOST", "SGE_O_HOST", "LSB_SUB_HOST"):
-        if environ.get(name):
-            return environ[name]
+        host = environ.get(name)
+        if host and not _is_loopback(host):
+            return host
     return None
 
 

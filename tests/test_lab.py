@@ -507,6 +507,10 @@ def test_tunnel_command() -> None:
     assert lab.tunnel_command(["http://127.0.0.1:5/"], "n7", {"SLURM_SUBMIT_HOST": "n7.x"}) == \
         "ssh -N -L 5:127.0.0.1:5 n7"
     assert lab.tunnel_command(["http://127.0.0.1:5/"], "ws", {}) == "ssh -N -L 5:127.0.0.1:5 ws"
+    # a submit host named over loopback (Grid Engine: SGE_O_HOST=localhost) is no login host
+    assert lab.tunnel_command(["http://198.19.0.1:8787/status"], "node1",
+                              {"SGE_O_HOST": "localhost", "USER": "ada"}) == \
+        "ssh -N -L 8787:198.19.0.1:8787 ada@node1"
 
 
 def test_banner_is_short_and_complete(monkeypatch) -> None:
