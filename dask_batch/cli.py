@@ -232,12 +232,14 @@ def run_client_code(target: str, args: tuple[str, ...], module: bool) -> int:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--interface", type=str, default=None, help="Interface to check.")
+@click.option("--mpi", "use_mpi", is_flag=True,
+              help="Ask MPI too (MPI_Init, as a job does): node index under hydra or mpirun.")
 @handle_errors
-def info(as_json: bool, interface: str | None) -> None:
+def info(as_json: bool, interface: str | None, use_mpi: bool) -> None:
     """Show what this process detected: launcher, rank, node, threads, memory, GPUs."""
     from .info import collect, render
 
-    data = collect(os.environ, interface=interface)
+    data = collect(os.environ, interface=interface, use_mpi=use_mpi)
     click.echo(json.dumps(data, indent=2, default=str) if as_json else render(data))
 
 

@@ -1,4 +1,5 @@
-"""``dask-batch info``: what this process detected, from its environment alone."""
+"""``dask-batch info``: what this process detected, from its environment (and, with
+``--mpi``, from MPI as well, as a job would: the node index under hydra or mpirun)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,25 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import config  # noqa: F401  (loads the batch defaults)
+from .errors import BatchError
 from .mpi import available as mpi_available
-from .placement import detect
+from .placement import Placement, detect
 from .resources import gpu_list, resolve
 from .settings import resolve as settings
 from .transport import choose_interface, interfaces
 
 
-def collect(environ: Mapping[str, str], interface: str | None = None) -> dict[str, Any]:
+class InfoError(BatchError, ValueError):
+    """``dask-batch info`` cannot do what was asked."""
+
+
+def collect(environ: Mapping[str, str], interface: str | None = None,
+            use_mpi: bool = False) -> dict[str, Any]:
     s = settings(interface=interface)
     p = detect(environ)
+    mpi_note = None
+    if use_mpi:
+        p, mpi_note = _with_mpi(p, s.rendezvous_timeout)
     nics = interfaces()
     chosen = choose_interface(s.interface, nics, p.local_size == p.size)
     res = resolve(p, environ, non_worker_ranks=s.non_worker_ranks(), nthreads=s.nthreads,
@@ -32,6 +42,7 @@ def collect(environ: Mapping[str, str], interface: str | None = None) -> dict[st
         "batch_system": p.batch_system,
         "job_stamp": p.job_stamp,
         "mpi4py": mpi_available(),
+        "mpi": mpi_note,
         "interface": chosen,
         "address": nics.get(chosen) if chosen else None,
         "interfaces": nics,
@@ -43,6 +54,19 @@ def collect(environ: Mapping[str, str], interface: str | None = None) -> dict[st
         "gpus": gpu_list(environ),
         "sources": res.sources,
     }
+
+
+def _with_mpi(p: Placement, timeout: float) -> tuple[Placement, str]:
+    """The placement MPI gives (MPI_Init); a mismatch with the launcher says why instead."""
+    from . import mpi
+
+    if not mpi_available():
+        raise InfoError("--mpi: mpi4py is not installed (pip install 'dask-batch[mpich]')")
+    comm = mpi.world(None, timeout)
+    why = mpi.mismatch(p, comm.Get_size())
+    if why is not None:
+        return p, why
+    return mpi.placement_from(comm, p), "used"
 
 
 def render(d: dict[str, Any]) -> str:
@@ -58,6 +82,7 @@ def render(d: dict[str, Any]) -> str:
         f"{format_bytes(d['memory_limit'])} ({d['sources'].get('memory_limit')})",
         f"scratch    {d['local_directory']}",
         f"gpus       {','.join(d['gpus']) or 'none'}",
-        f"mpi4py     {'installed' if d['mpi4py'] else 'not installed'}",
+        f"mpi4py     {'installed' if d['mpi4py'] else 'not installed'}"
+        + (f" (MPI: {d['mpi']})" if d.get("mpi") else ""),
     ]
     return "\n".join(lines)

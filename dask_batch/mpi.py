@@ -111,12 +111,21 @@ def mismatch(placement: Placement, size: int) -> str | None:
 def placement_from(comm: Any, env: Placement) -> Placement:
     rank, size = comm.Get_rank(), comm.Get_size()
     placed = with_mpi(env, rank, size)
-    if placed.launcher == "mpi" and size > 1:
-        # the environment disagrees with MPI: ask MPI which ranks share this node
+    disagree = placed.launcher == "mpi"
+    if size > 1 and (disagree or placed.node is None):
+        # ask MPI which ranks share this node (when the environment disagrees with MPI) and
+        # which node this is (hydra and mpirun set no variable for it): nodes are numbered in
+        # the order of their lowest rank, as Slurm numbers SLURM_NODEID
         from mpi4py import MPI
 
-        local = comm.Split_type(MPI.COMM_TYPE_SHARED)
-        placed = Placement(**{**placed.as_dict(), "local_rank": local.Get_rank(),
-                              "local_size": local.Get_size()})
+        local = comm.Split_type(MPI.COMM_TYPE_SHARED, key=rank)
+        leaders = comm.Split(0 if local.Get_rank() == 0 else MPI.UNDEFINED, key=rank)
+        node = local.bcast(leaders.Get_rank() if leaders != MPI.COMM_NULL else None, root=0)
+        update: dict[str, Any] = {"node": node}
+        if disagree:
+            update.update(local_rank=local.Get_rank(), local_size=local.Get_size())
+        placed = Placement(**{**placed.as_dict(), **update})
+        if leaders != MPI.COMM_NULL:
+            leaders.Free()
         local.Free()
     return placed

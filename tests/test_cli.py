@@ -64,6 +64,25 @@ def test_info_json_under_mpiexec():
     assert {d["size"] for d in docs} == {3}
     assert {d["launcher"] for d in docs} == {"pmi"}
     assert all(d["memory_limit"] > 0 and d["nthreads"] >= 1 for d in docs)
+    assert {d["mpi"] for d in docs} == {None}  # the environment alone unless --mpi
+
+
+def test_info_mpi_under_mpiexec():
+    """--mpi: MPI_Init as a job does; one node here, so node 0 on every rank."""
+    job = run_job(mpiexec(3, DASK_BATCH, "info", "--json", "--mpi"))
+    assert job.returncode == 0, job
+    docs = json.loads("[" + job.stdout.replace("}\n{", "},\n{") + "]")
+    assert sorted(d["rank"] for d in docs) == [0, 1, 2]
+    assert {(d["mpi"], d["node"], d["launcher"], d["local_size"]) for d in docs} == {
+        ("used", 0, "mpi (pmi)", 3)}
+
+
+def test_info_mpi_without_mpi4py_is_one_line(monkeypatch):
+    from dask_batch import info
+
+    monkeypatch.setattr(info, "mpi_available", lambda: False)
+    with pytest.raises(info.InfoError, match=r"^--mpi: mpi4py is not installed"):
+        info.collect({}, use_mpi=True)
 
 
 BAD_INPUT = [

@@ -144,11 +144,13 @@ def test_srun_three_nodes_mpi(tmp_path, case: str) -> None:
 
 
 INFO_JOB = """#!/bin/bash
-{mpiexec} -n 9 -ppn 3 sh -c '{dask_batch} info --json > hy-$PMI_RANK.json'
-echo hydra=$?
-/usr/bin/mpirun -n 9 --map-by ppr:3:node -x MPI4PY_LIBMPI=libmpi.so.40 \\
-  sh -c '{dask_batch} info --json > om-$OMPI_COMM_WORLD_RANK.json'
-echo openmpi=$?
+for how in "" --mpi; do
+  {mpiexec} -n 9 -ppn 3 sh -c "{dask_batch} info --json $how > hy$how-\\$PMI_RANK.json"
+  echo hydra$how=$?
+  /usr/bin/mpirun -n 9 --map-by ppr:3:node -x MPI4PY_LIBMPI=libmpi.so.40 \\
+    sh -c "{dask_batch} info --json $how > om$how-\\$OMPI_COMM_WORLD_RANK.json"
+  echo openmpi$how=$?
+done
 """
 
 
@@ -167,7 +169,8 @@ def mpi_launchers_info(tmp_path_factory) -> tuple[Path, float]:
         jobs.cancel_all()
     text = (tmp / "out.txt").read_text()
     assert (state, code) == ("COMPLETED", 0), text
-    assert "hydra=0" in text and "openmpi=0" in text, text
+    for how in ("", "--mpi"):
+        assert f"hydra{how}=0" in text and f"openmpi{how}=0" in text, text
     no_leftovers(tag)
     return tmp, took
 
@@ -189,15 +192,19 @@ def test_mpi_launchers_inside_sbatch(mpi_launchers_info, prefix: str, launcher: 
     print(f"sbatch -N3 hydra + mpirun info job: {took:.1f} s")
 
 
-@pytest.mark.xfail(strict=True, reason="no launcher variable gives the node index under hydra "
-                   "or Open MPI mpirun; detect() leaves node=None (it rightly ignores the "
-                   "inherited SLURM_NODEID). Deriving it (PMIx PMIX_NODEID, or MPI) is a "
-                   "placement change, not a minimal edit.")
 @pytest.mark.parametrize("prefix", ["hy", "om"])
-def test_mpi_launchers_node_index(mpi_launchers_info, prefix: str) -> None:
+def test_mpi_launchers_node_index_from_mpi(mpi_launchers_info, prefix: str) -> None:
+    """No variable gives the node index under hydra or mpirun (SLURM_NODEID is inherited from
+    the batch step: wrong): `info --mpi` (as a job does) asks MPI, which numbers the nodes in
+    the order of their lowest rank; rank, size and local rank agree with the environment's."""
     tmp, _ = mpi_launchers_info
-    nodes = [json.loads((tmp / f"{prefix}-{r}.json").read_text())["node"] for r in range(9)]
-    assert nodes == [r // 3 for r in range(9)]
+    for rank in range(9):
+        info = json.loads((tmp / f"{prefix}--mpi-{rank}.json").read_text())
+        assert info["mpi"] == "used", info
+        assert info["node"] == rank // 3, info
+        assert (info["rank"], info["size"]) == (rank, 9), info
+        assert (info["local_rank"], info["local_size"]) == (rank % 3, 3), info
+        assert info["hostname"] == f"node{rank // 3 + 1}", info
 
 
 # ---------------------------------------------------------------- network
