@@ -310,6 +310,12 @@ async def serve_worker(
         loop.add_signal_handler(sig, forward, int(sig))
     loop.add_signal_handler(signal.SIGINT, lambda: outcome.done() or outcome.set_result(130))
 
+    serving = None
+    if not contact.foreign:  # a scheduler dask_batch started watches its members
+        # linked before the worker registers: a rank that dies while its worker starts is
+        # still named by the scheduler (it was missed when the link came after the start)
+        await link.connect()
+        serving = asyncio.ensure_future(link.serve())
     for attempt in (1, 2):
         worker = cls(**kwargs)
         try:
@@ -320,11 +326,9 @@ async def serve_worker(
             # not wait) fails its start: one more try, as it would have restarted it later
             if attempt == 2 or cls is not Nanny:
                 logger.error("worker rank %d failed to start: %s", placement.rank, e)
+                if serving is not None:
+                    serving.cancel()
                 return 1
-    serving = None
-    if not contact.foreign:  # a scheduler dask_batch started watches its members
-        await link.connect()
-        serving = asyncio.ensure_future(link.serve())
     finished = asyncio.ensure_future(worker.finished())
     await asyncio.wait([finished, outcome], return_when=asyncio.FIRST_COMPLETED)
     output.quiet()
