@@ -62,11 +62,8 @@ def _with_mpi(p: Placement, timeout: float) -> tuple[Placement, str]:
 
     if not mpi_available():
         raise InfoError("--mpi: mpi4py is not installed (pip install 'dask-batch[mpich]')")
-    comm = mpi.world(None, timeout)
-    why = mpi.mismatch(p, comm.Get_size())
-    if why is not None:
-        return p, why
-    return mpi.placement_from(comm, p), "used"
+    _, placed, why = mpi.join(p, timeout)
+    return placed, why or "used"
 
 
 def render(d: dict[str, Any]) -> str:

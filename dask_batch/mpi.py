@@ -93,6 +93,16 @@ def finalize(code: int, timeout: float = 10.0) -> bool:
     return True
 
 
+def join(env: Placement, timeout: float, comm: Any = None) -> tuple[Any, Placement, str | None]:
+    """MPI_Init (unless ``comm`` is given) and the placement MPI gives, as ``(comm, placement,
+    None)``; when MPI and the launcher disagree: ``(None, env, why)``."""
+    comm = world(comm, timeout)
+    why = mismatch(env, comm.Get_size())
+    if why is not None:
+        return None, env, why
+    return comm, placement_from(comm, env), None
+
+
 def mismatch(placement: Placement, size: int) -> str | None:
     """A one-line explanation when MPI and the launcher disagree about the world."""
     if size == 1 and placement.size > 1:

@@ -289,8 +289,10 @@ async def serve_worker(
         if not outcome.done():
             outcome.set_result(1)
 
+    abrupt = abrupt_end(protocol)
+
     def released() -> None:  # UCX: leave now, without closing endpoints (see abrupt_end)
-        if abrupt_end(protocol) and not outcome.done():
+        if abrupt and not outcome.done():
             outcome.set_result(0)
 
     link = MemberLink(contact.address, security, placement.rank, "worker",
@@ -333,7 +335,7 @@ async def serve_worker(
     await asyncio.wait([finished, outcome], return_when=asyncio.FIRST_COMPLETED)
     output.quiet()
     code = outcome.result() if outcome.done() else 0
-    if not finished.done() and not (link.released and abrupt_end(protocol)):
+    if not finished.done() and not (link.released and abrupt):
         # not released by the scheduler (lost it, Ctrl-C, own allocation ending): a close
         # that waits on a scheduler going away or gone gains nothing; bound it tightly
         grace = s.shutdown_grace if link.released or code == 0 else 1.0

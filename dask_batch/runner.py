@@ -165,14 +165,9 @@ class BatchRunner:
         protocol = choose_protocol(s.protocol, s.secure)
         comm = None
         if mpi_.wanted(s.mpi, environ, placement, self._comm):
-            comm = mpi_.world(self._comm, s.rendezvous_timeout)
-            why = mpi_.mismatch(placement, comm.Get_size())
-            if why is None:
-                placement = mpi_.placement_from(comm, placement)
-            else:
-                if placement.rank == 0:
-                    logger.warning("%s", why)
-                comm = None
+            comm, placement, why = mpi_.join(placement, s.rendezvous_timeout, self._comm)
+            if why is not None and placement.rank == 0:
+                logger.warning("%s", why)
         self.placement = placement
         if placement.size < s.min_size():
             raise WorldTooSmallException(

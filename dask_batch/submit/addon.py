@@ -51,7 +51,6 @@ class AddOnAdaptive(Adaptive):
     """
 
     async def target(self) -> int:
-        await self.cluster._sync_workers()
         total = max(0, await super().target() - len(self.cluster.other_workers()))
         resources = dict(self.cluster.spec.resources)
         if resources:
