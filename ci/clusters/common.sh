@@ -104,3 +104,16 @@ stop_munge_if_unused() {
   done
   stop_pids /run/munge/munged.pid
 }
+
+# write_node_hosts FILE ETH_NET HOST: FILE = /etc/hosts as the namespaced nodes must see it:
+# HOST (the head, 127.x in its own /etc/hosts as on many login nodes) at ETH_NET.254. Written
+# in place, only when it changes: running nodes bind-mount it.
+write_node_hosts() {
+  local file=$1 net=$2 host=$3 tmp
+  tmp=$(mktemp)
+  awk -v h="$host" '$1 ~ /^127\./ { out = $1; for (i = 2; i <= NF; i++) if ($i != h && index($i, h ".") != 1) out = out " " $i
+                                    if (out == $1) next; $0 = out } { print }' /etc/hosts > "$tmp"
+  echo "$net.254 $host" >> "$tmp"
+  cmp -s "$tmp" "$file" || cat "$tmp" > "$file"
+  rm -f "$tmp"
+}

@@ -83,12 +83,7 @@ NODE_HOSTS=/run/slurm-mn/hosts.nodes
 if ! awk -v ip="$ETH_NET.254" -v h="$H" '$1 == ip { for (i = 2; i <= NF; i++) if ($i == h) f = 1 } END { exit !f }' \
      "$NODE_HOSTS" 2>/dev/null; then
   NODE_HOSTS=$RUN/hosts.nodes
-  tmp=$(mktemp)
-  awk -v h="$H" '$1 ~ /^127\./ { out = $1; for (i = 2; i <= NF; i++) if ($i != h && index($i, h ".") != 1) out = out " " $i
-                                 if (out == $1) next; $0 = out } { print }' /etc/hosts > "$tmp"
-  echo "$ETH_NET.254 $H" >> "$tmp"
-  cmp -s "$tmp" "$NODE_HOSTS" || cat "$tmp" > "$NODE_HOSTS"   # in place: execds bind-mount it
-  rm -f "$tmp"
+  write_node_hosts "$NODE_HOSTS" "$ETH_NET" "$H"
 fi
 
 qc() {  # qc <qconf args...>: quiet unless it fails

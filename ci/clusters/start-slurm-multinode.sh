@@ -192,12 +192,7 @@ rm -f "$HOSTS_NEW"
 NODE_HOSTS=-
 if [ "$NODE_HOSTS_ON" = 1 ]; then
   NODE_HOSTS=$RUN/hosts.nodes
-  HOSTS_NEW=$(mktemp)
-  awk -v h="$H" '$1 ~ /^127\./ { out = $1; for (i = 2; i <= NF; i++) if ($i != h && index($i, h ".") != 1) out = out " " $i
-                                 if (out == $1) next; $0 = out } { print }' /etc/hosts > "$HOSTS_NEW"
-  echo "$ETH_NET.254 $H" >> "$HOSTS_NEW"
-  cmp -s "$HOSTS_NEW" "$NODE_HOSTS" || cat "$HOSTS_NEW" > "$NODE_HOSTS"   # in place: nodes bind-mount it
-  rm -f "$HOSTS_NEW"
+  write_node_hosts "$NODE_HOSTS" "$ETH_NET" "$H"
 fi
 
 # --- 3. munge: one munged for both Slurm clusters (its socket is a file, reachable
