@@ -90,7 +90,8 @@ def test_recipe_entry_point_and_build_backend(recipe):
     backend = PYPROJECT["build-system"]["requires"]
     assert [conda_spec(r) for r in backend] == [h for h in recipe["requirements"]["host"]
                                                 if h.startswith("setuptools")]
-    assert recipe["about"]["license"] == PROJECT["license"]["text"]
+    assert recipe["about"]["license"] == PROJECT["license"] == "BSD-3-Clause"  # SPDX string
+    assert recipe["about"]["license_file"] in PROJECT["license-files"]
     assert recipe["about"]["summary"] == PROJECT["description"]
 
 
@@ -168,7 +169,7 @@ def test_build_has_config_types_and_entry_points(tmp_path):
     the config defaults, py.typed and every module go in; both entry points are declared."""
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, src / name)
     shutil.copytree(ROOT / "dask_batch", src / "dask_batch",
                     ignore=shutil.ignore_patterns("__pycache__"))
@@ -184,4 +185,8 @@ def test_build_has_config_types_and_entry_points(tmp_path):
     entry_points = (info / "entry_points.txt").read_text()
     assert "[console_scripts]\ndask-batch = dask_batch.cli:main" in entry_points
     assert "[dask_cli]\nbatch = dask_batch.cli:main" in entry_points
-    assert f"Version: {PROJECT['version']}" in (info / "PKG-INFO").read_text()
+    pkg_info = (info / "PKG-INFO").read_text()
+    assert f"Version: {PROJECT['version']}" in pkg_info
+    # the SPDX form (no deprecated license table), with the licence text shipped
+    assert "License-Expression: BSD-3-Clause" in pkg_info
+    assert "License-File: LICENSE" in pkg_info
