@@ -99,7 +99,8 @@ def handle_errors(f: Callable) -> Callable:
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .errors import BatchError, report_and_exit
+        from .errors import BatchError
+        from .lifecycle import report_and_exit
 
         try:
             return f(*args, **kwargs)

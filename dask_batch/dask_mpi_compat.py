@@ -11,7 +11,8 @@ import atexit
 import sys
 from typing import Any
 
-from .errors import BatchError, report_and_exit
+from .errors import BatchError
+from .lifecycle import report_and_exit
 from .runner import BatchRunner
 
 _active: BatchRunner | None = None

@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .placement import Placement, with_mpi
@@ -71,13 +71,13 @@ def _watchdog(timeout: float, message: bytes) -> int:
         os._exit(0)
 
 
-def finalize(code: int, timeout: float = 10.0) -> bool:
+def finalize(before: Callable[[], Any] | None = None) -> bool:
     """Finalize MPI if this process started it; True if it did.
 
     Hydra takes an exit without MPI_Finalize *and* the C library's exit handlers (which end
     the PMI session) for a crash and kills every rank, so the caller must then leave through
     C ``exit()``, not ``os._exit``. MPI_Finalize waits for the other ranks (seen with MPICH):
-    a hard exit bounds it in case a dead peer makes it wait.
+    ``before`` (called just before) lets the caller bound it in case a dead peer makes it wait.
     """
     mod = sys.modules.get("mpi4py.MPI")
     if mod is None:
@@ -85,10 +85,8 @@ def finalize(code: int, timeout: float = 10.0) -> bool:
     MPI: Any = mod
     if not MPI.Is_initialized() or MPI.Is_finalized():
         return False
-    from .lifecycle import hard_exit_after
-
-    # MPI_Finalize waits for every connected rank: a dead one must not cost the exit code
-    hard_exit_after(timeout, code, "MPI_Finalize did not return")
+    if before is not None:  # the caller's bound on MPI_Finalize (lifecycle.exit arms a timer)
+        before()
     MPI.Finalize()
     return True
 

@@ -22,8 +22,8 @@ from . import (
 )
 from . import mpi as mpi_
 from .client_end import ClientEnd
-from .errors import BatchError, report_and_exit
-from .lifecycle import AllocationEnding, exit_code_of, flush_and_exit
+from .errors import BatchError
+from .lifecycle import AllocationEnding, exit_code_of, flush_and_exit, report_and_exit
 from .placement import Placement, detect
 from .rendezvous import (
     Contact,
