@@ -42,6 +42,7 @@ def train(data: list[int]) -> int:
 
 
 with BatchRunner() as runner, Client(runner) as client:
+    own = len(client.scheduler_info()["workers"])  # the allocation's own workers
     highmem = AddOnWorkers.from_runner(runner, pool="highmem", pools_file=POOLS,
                                        walltime=WALLTIME)
     gpu = AddOnWorkers.from_runner(runner, pool="gpu", pools_file=POOLS, walltime=WALLTIME)
@@ -57,6 +58,9 @@ with BatchRunner() as runner, Client(runner) as client:
     joined = client.compute(joined, optimize_graph=False)
     model = client.submit(train, parts[-1], resources={"GPU": 1})  # single tasks: resources=
     print("joined:", client.gather(joined), "model:", model.result())
+    # the MEM tasks may all have run on the first highmem worker: wait for every pool job's
+    # worker so that the listing below is complete (on a busy queue this waits for the queue)
+    client.wait_for_workers(own + 3)
     ran_on = client.run(lambda dask_worker: sorted(dask_worker.state.total_resources))
     print("workers by resources:", sorted(",".join(r) or "-" for r in ran_on.values()))
     print("jobs:", highmem.status()["counts"], gpu.status()["counts"])

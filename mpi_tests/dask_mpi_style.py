@@ -15,7 +15,9 @@ if "--no-exit" in sys.argv:
         with Client() as client:
             print("RESULT", client.submit(lambda: 6 * 7).result(), flush=True)
         send_close_signal()
-    print("AFTER", "client" if is_client else "not-client", flush=True)
+    # one write per line: the ranks share mpiexec's stdout, and print() may write in pieces
+    sys.stdout.write(f"AFTER {'client' if is_client else 'not-client'}\n")
+    sys.stdout.flush()
 else:
     initialize(dashboard=False)
     client = Client()
