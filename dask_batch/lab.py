@@ -10,14 +10,13 @@ The job ends when the server does: File > Shut Down gives exit code 0. A walltim
 the server (it shuts its kernels down), then the scheduler retires the workers. A dead kernel
 is the server's business: the job goes on.
 
-Importing this module is cheap (it is imported by ``dask_batch.cli`` at start-up): Jupyter is
-only ever run in the child process.
+Jupyter is only ever imported in the child process. The ``dask-batch lab`` command is in
+``dask_batch.cli.lab``.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import ipaddress
 import json
 import logging
 import os
@@ -31,9 +30,8 @@ import time
 import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
-import click
+from .tunnel import dashboard_ready, local_url, tunnel_command
 
 logger = logging.getLogger("dask_batch")
 
@@ -70,71 +68,6 @@ def require_lab() -> None:
 
 
 # ---------------------------------------------------------------- what the user is told
-
-
-def login_host(environ: Mapping[str, str]) -> str | None:
-    """The host the job was submitted from (where a laptop's ssh lands first), if known.
-
-    A batch server that took the submission over loopback may name it ``localhost`` (seen
-    with Grid Engine): no use to a laptop, so unknown.
-
-    >>> login_host({"SGE_O_HOST": "localhost"}) is None
-    True
-    """
-    for name in ("SLURM_SUBMIT_HOST", "PBS_O_HOST", "SGE_O_HOST", "LSB_SUB_HOST"):
-        host = environ.get(name)
-        if host and not _is_loopback(host):
-            return host
-    return None
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
-def tunnel_command(urls: Sequence[str], node: str, environ: Mapping[str, str] | None = None) -> str:
-    """The ``ssh -N -L`` command that makes ``urls`` (served on ``node``) reach a laptop.
-
-    Each remote port is forwarded to the same local port. Through the submit host when the job
-    knows one; a service bound to loopback is only reachable from its own node, so then the
-    login host is a jump host (``-J``).
-
-    >>> tunnel_command(["http://10.1.0.7:8888/lab"], "n7", {"SLURM_SUBMIT_HOST": "login1",
-    ...                                                     "USER": "ada"})
-    'ssh -N -L 8888:10.1.0.7:8888 ada@login1'
-    >>> tunnel_command(["http://127.0.0.1:8888/lab", "http://127.0.0.1:8787/status"], "n7",
-    ...                {"SLURM_SUBMIT_HOST": "login1", "USER": "ada"})
-    'ssh -N -L 8888:127.0.0.1:8888 -L 8787:127.0.0.1:8787 -J ada@login1 ada@n7'
-    >>> tunnel_command(["http://127.0.0.1:8888/lab"], "ws3", {})
-    'ssh -N -L 8888:127.0.0.1:8888 ws3'
-    """
-    environ = os.environ if environ is None else environ
-    parts = [urlsplit(u) for u in urls]
-    forwards = " ".join(f"-L {p.port}:{p.hostname}:{p.port}" for p in parts)
-    user = environ.get("USER") or environ.get("LOGNAME")
-    at = f"{user}@" if user else ""
-    login = login_host(environ)
-    if not login or login.split(".")[0] == node.split(".")[0]:
-        dest = f"{at}{node}"
-    elif any(_is_loopback(p.hostname or "") for p in parts):
-        dest = f"-J {at}{login} {at}{node}"
-    else:
-        dest = f"{at}{login}"
-    return f"ssh -N {forwards} {dest}"
-
-
-def local_url(url: str) -> str:
-    """The URL as seen on the laptop once the tunnel runs (same port, localhost)."""
-    p = urlsplit(url)
-    return p._replace(netloc=f"localhost:{p.port}").geturl()
-
-
-def dashboard_ready() -> bool:
-    """The scheduler serves the dashboard's plots only when bokeh is installed."""
-    return importlib.util.find_spec("bokeh") is not None
 
 
 def banner(lab_url: str, dashboard: str | None, node: str, workers: int,
@@ -343,36 +276,3 @@ def run_lab(*, port: int | None = None, ip: str | None = None,
             server[0].close()
         runner.finish(code)
     return code
-
-
-@click.command(context_settings={"ignore_unknown_options": True})
-@click.option("--port", type=int, default=None,
-              help="JupyterLab's port. Default: a random free port.")
-@click.option("--ip", type=str, default=None,
-              help="Address JupyterLab listens on. Default: that of the cluster's interface "
-              "(see --interface before 'lab'; 127.0.0.1 when the job has one node).")
-@click.argument("jupyter_args", nargs=-1, type=click.UNPROCESSED)
-@click.pass_context
-def lab(ctx: click.Context, port: int | None, ip: str | None,
-        jupyter_args: tuple[str, ...]) -> None:
-    """JupyterLab on rank 1, its notebooks' plain Client() on this job's cluster.
-
-    Prints the lab URL with its token, the dashboard URL and the ssh tunnel command for your
-    laptop. File > Shut Down ends the job (exit code 0). Extra arguments go to Jupyter.
-    Needs pip install 'dask-batch[lab]'.
-
-    \b
-      srun -n 12 dask-batch lab
-      mpiexec -n 6 dask-batch --interface ib0 lab --port 8888 --ServerApp.root_dir=$HOME
-    """
-    from .cli import handle_errors, runner_options
-    from .lifecycle import flush_and_exit
-
-    opts = runner_options(dict(ctx.obj or {}))
-    code = handle_errors(run_lab)(port=port, ip=ip, jupyter_args=jupyter_args, **opts)
-    flush_and_exit(code)
-
-
-def register(main: click.Group) -> None:
-    """Called by ``dask_batch.cli`` at import: adds ``dask-batch lab``."""
-    main.add_command(lab)

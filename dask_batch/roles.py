@@ -124,7 +124,7 @@ async def serve_scheduler(
         "" if expected_workers == 1 else "s",
     )
     if dashboard:
-        from .lab import dashboard_ready, tunnel_command
+        from .tunnel import dashboard_ready, tunnel_command
 
         if dashboard_ready():  # one line: how to see the dashboard from a laptop
             logger.info("dashboard from a laptop: %s", tunnel_command([dashboard],

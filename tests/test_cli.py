@@ -35,6 +35,38 @@ def test_run_script_plain_client_connects_and_gets_args():
     assert out["address"].startswith("tls://")
 
 
+def test_cluster_options_after_run_and_before_it_merge(tmp_path):
+    """`dask-batch --nthreads 1 run --insecure --name w script`: the options after the command
+    count as those before it; the script's own arguments stay the script's."""
+    code = ("from dask.distributed import Client\n"
+            "import json, sys\n"
+            "c = Client(); c.wait_for_workers(2, timeout=60)\n"
+            "info = c.scheduler_info()['workers'].values()\n"
+            "print(json.dumps({'address': c.scheduler.address, 'argv': sys.argv[1:],\n"
+            "                  'threads': sorted(w['nthreads'] for w in info),\n"
+            "                  'names': sorted(str(w['name']) for w in info)}))\n")
+    script = tmp_path / "options.py"
+    script.write_text(code)
+    job = run_job(mpiexec(4, DASK_BATCH, "--nthreads", "1", "run", "--insecure", "--name", "w",
+                          str(script), "--nthreads", "9"))
+    assert job.returncode == 0, job
+    out = json_line(job.stdout)
+    assert out["address"].startswith("tcp://"), out
+    assert out["threads"] == [1, 1] and out["names"] == ["w-2", "w-3"], out
+    assert out["argv"] == ["--nthreads", "9"], out
+
+
+def test_merged_options_after_the_command_win():
+    from dask_batch.cli.options import merged
+
+    group = {"nthreads": 2, "insecure": True, "verbose": 1, "interface": "ib0", "name": None}
+    sub = {"nthreads": 4, "insecure": False, "verbose": 1, "interface": None, "name": "w"}
+    assert merged(group, sub) == {"nthreads": 4, "insecure": True, "verbose": 2,
+                                  "interface": "ib0", "name": "w"}
+    assert merged(None, {"nthreads": None, "insecure": False, "verbose": 0}) == {
+        "insecure": False, "verbose": 0}
+
+
 def test_run_exit_code_is_the_scripts():
     job = run_job(mpiexec(4, DASK_BATCH, "run", SCRIPT, "--exit", "7"))
     assert job.returncode == 7, job

@@ -25,7 +25,7 @@ import psutil
 import pytest
 from conftest import MPIEXEC, kill_tagged, mpiexec, require, tagged
 
-from dask_batch import lab
+from dask_batch import lab, tunnel
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -495,20 +495,20 @@ def test_sbatch_lab_template(tmp_path: Path, end: str) -> None:
 
 def test_tunnel_command() -> None:
     env = {"SLURM_SUBMIT_HOST": "login1", "USER": "ada"}
-    assert lab.tunnel_command(["http://10.1.0.7:41000/lab"], "n7", env) == \
+    assert tunnel.tunnel_command(["http://10.1.0.7:41000/lab"], "n7", env) == \
         "ssh -N -L 41000:10.1.0.7:41000 ada@login1"
     # loopback is only reachable from the node itself: jump through the login host
-    assert lab.tunnel_command(["http://127.0.0.1:41000/lab", "http://127.0.0.1:42000/status"],
+    assert tunnel.tunnel_command(["http://127.0.0.1:41000/lab", "http://127.0.0.1:42000/status"],
                               "n7", env) == \
         "ssh -N -L 41000:127.0.0.1:41000 -L 42000:127.0.0.1:42000 -J ada@login1 ada@n7"
     # PBS; the job runs on the submit host itself; no batch system at all
-    assert lab.tunnel_command(["http://10.0.0.2:1/"], "c2", {"PBS_O_HOST": "fe.x.org"}) == \
+    assert tunnel.tunnel_command(["http://10.0.0.2:1/"], "c2", {"PBS_O_HOST": "fe.x.org"}) == \
         "ssh -N -L 1:10.0.0.2:1 fe.x.org"
-    assert lab.tunnel_command(["http://127.0.0.1:5/"], "n7", {"SLURM_SUBMIT_HOST": "n7.x"}) == \
+    assert tunnel.tunnel_command(["http://127.0.0.1:5/"], "n7", {"SLURM_SUBMIT_HOST": "n7.x"}) == \
         "ssh -N -L 5:127.0.0.1:5 n7"
-    assert lab.tunnel_command(["http://127.0.0.1:5/"], "ws", {}) == "ssh -N -L 5:127.0.0.1:5 ws"
+    assert tunnel.tunnel_command(["http://127.0.0.1:5/"], "ws", {}) == "ssh -N -L 5:127.0.0.1:5 ws"
     # a submit host named over loopback (Grid Engine: SGE_O_HOST=localhost) is no login host
-    assert lab.tunnel_command(["http://198.19.0.1:8787/status"], "node1",
+    assert tunnel.tunnel_command(["http://198.19.0.1:8787/status"], "node1",
                               {"SGE_O_HOST": "localhost", "USER": "ada"}) == \
         "ssh -N -L 8787:198.19.0.1:8787 ada@node1"
 
@@ -545,3 +545,4 @@ def test_doctests() -> None:
     import doctest
 
     assert doctest.testmod(lab).failed == 0
+    assert doctest.testmod(tunnel).attempted > 0 and doctest.testmod(tunnel).failed == 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import glob
 import json
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +31,7 @@ def errors(f: Callable) -> Callable:
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from ..errors import BatchError
-        from .base import SubmitError
+        from ..submit.base import SubmitError
 
         try:
             return f(*args, **kwargs)
@@ -130,7 +129,7 @@ def _scheduler_file(path: str | None, must_exist: bool = True) -> str:
 def _system(name: str | None) -> Any:
     import dask.config
 
-    from .base import detect_system, get_system
+    from ..submit.base import detect_system, get_system
 
     return get_system(name or dask.config.get("batch.submit.system") or detect_system())
 
@@ -151,8 +150,8 @@ def submit(**params: Any) -> None:
       dask-batch submit --scheduler-file sched.json -n 100 --cores 8 --memory 32GiB \\
           --walltime 02:00:00 --queue normal --account proj42
     """
-    from . import jobs
-    from .spec import resolve_spec
+    from ..submit import jobs
+    from ..submit.spec import resolve_spec
 
     control, keys = _split(params)
     sched = _scheduler_file(control["scheduler_file"])
@@ -169,8 +168,8 @@ def submit(**params: Any) -> None:
 @errors
 def script(**params: Any) -> None:
     """Print the job script(s) that `submit` would send with these options; submit nothing."""
-    from . import jobs
-    from .spec import resolve_spec
+    from ..submit import jobs
+    from ..submit.spec import resolve_spec
 
     control, keys = _split(params)
     sched = _scheduler_file(control["scheduler_file"], must_exist=False)
@@ -198,8 +197,8 @@ def script(**params: Any) -> None:
 def status(scheduler_file: str | None, pool: str | None, as_json: bool,
            timeout: float | None) -> None:
     """The add-on jobs this cluster sent: pending / running / done / failed."""
-    from . import jobs
-    from .addon import summary
+    from ..submit import jobs
+    from ..submit.addon import summary
 
     sched = _scheduler_file(scheduler_file, must_exist=False)
     records = [r for r in jobs.load(sched) if pool is None or r.pool == pool]
@@ -223,7 +222,7 @@ def status(scheduler_file: str | None, pool: str | None, as_json: bool,
 @errors
 def cancel(scheduler_file: str | None, pool: str | None, timeout: float | None) -> None:
     """Cancel every add-on job of this cluster (or of one pool) that is not over."""
-    from . import jobs
+    from ..submit import jobs
 
     sched = _scheduler_file(scheduler_file, must_exist=False)
     t = _timeout(timeout)
@@ -235,10 +234,4 @@ def cancel(scheduler_file: str | None, pool: str | None, timeout: float | None) 
     click.echo(f"cancelled {len(live)} add-on job(s)" + (f": {' '.join(ids)}" if ids else ""))
 
 
-def register(main: click.Group) -> None:
-    for command in (submit, script, status, cancel):
-        main.add_command(command)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(submit())
+commands = (submit, script, status, cancel)

@@ -1,0 +1,83 @@
+"""The ``dask-batch`` command: parse, then call the library. Defaults come from dask config."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from .. import __version__
+from . import submit
+from .lab import lab
+from .options import BadInput, cluster_options, env_rank, handle_errors, runner_options
+from .run import run
+
+
+class OncePerJobGroup(click.Group):
+    """click's usage errors as one line, printed by rank 0 only: every rank of the job parses
+    the same command line, and N copies of a usage block are not news."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(*args, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as e:
+            if not env_rank():
+                hint = "" if isinstance(e, BadInput) else " (dask-batch --help)"
+                sys.stderr.write(f"dask-batch: error: {e.format_message()}{hint}\n")
+            sys.exit(e.exit_code)
+        except click.Abort:
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(name="batch", cls=OncePerJobGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@cluster_options
+@click.version_option(__version__, prog_name="dask-batch")
+@click.pass_context
+def main(ctx: click.Context, **params: Any) -> None:
+    """Dask on every rank of a batch allocation.
+
+    \b
+    Without a command (dask-mpi style): rank 0 runs the scheduler, every other rank a worker.
+      mpiexec -n 4 dask-batch --scheduler-file sched.json
+      mpiexec -n 2 dask-batch --no-scheduler --scheduler-file sched.json   # more workers
+    \b
+    With a client script: rank 0 scheduler, rank 1 your script, the rest workers.
+      srun -n 12 dask-batch run script.py --its-args
+    """
+    ctx.obj = params
+    if ctx.invoked_subcommand is None:
+        _serve(params)
+
+
+@handle_errors
+def _serve(params: dict[str, Any]) -> None:
+    from ..runner import BatchRunner
+
+    opts = runner_options(params)
+    runner = BatchRunner(client=False, **opts)
+    runner.start()  # serves, then exits the process
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--interface", type=str, default=None, help="Interface to check.")
+@click.option("--mpi", "use_mpi", is_flag=True,
+              help="Ask MPI too (MPI_Init, as a job does): node index under hydra or mpirun.")
+@handle_errors
+def info(as_json: bool, interface: str | None, use_mpi: bool) -> None:
+    """Show what this process detected: launcher, rank, node, threads, memory, GPUs."""
+    from ..info import collect, render
+
+    data = collect(os.environ, interface=interface, use_mpi=use_mpi)
+    click.echo(json.dumps(data, indent=2, default=str) if as_json else render(data))
+
+
+for _command in (run, lab, *submit.commands):
+    main.add_command(_command)
