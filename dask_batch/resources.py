@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .errors import BatchError
 from .placement import Placement
+from .units import parse_memory
 
 
 class ResourceError(BatchError, ValueError):
@@ -33,29 +34,6 @@ class Resources:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def parse_memory(text: str | int | float) -> int:
-    """Bytes from a memory string, with a one-line error for nonsense.
-
-    >>> parse_memory("4GiB")
-    4294967296
-    >>> parse_memory("1.5GB")
-    1500000000
-    """
-    from dask.utils import parse_bytes
-
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        return int(text)
-    try:
-        if not str(text).strip():
-            raise ValueError("empty")
-        value = parse_bytes(str(text))
-    except (ValueError, TypeError) as e:
-        raise ResourceError(f"bad memory size {text!r}: use e.g. '4GiB', '500MB' or bytes") from e
-    if value <= 0:
-        raise ResourceError(f"bad memory size {text!r}: must be positive")
-    return int(value)
 
 
 def cgroup_memory_limit(root: Path = Path("/sys/fs/cgroup")) -> int | None:

@@ -11,7 +11,7 @@ from dask.utils import parse_timedelta
 
 from . import config
 from .errors import BatchError
-from .resources import parse_memory
+from .units import parse_memory
 
 
 class SettingsError(BatchError, ValueError):

@@ -9,9 +9,9 @@ from dask_batch.resources import (
     ResourceError,
     assign_gpus,
     local_worker_count,
-    parse_memory,
     resolve,
 )
+from dask_batch.units import UnitError, parse_memory
 
 GiB = 2**30
 
@@ -64,7 +64,7 @@ def test_explicit_values_win():
 
 @pytest.mark.parametrize("bad", ["lots", "-1GB", "", "12 parsecs"])
 def test_bad_memory_string_is_one_clear_error(bad):
-    with pytest.raises(ResourceError, match="bad memory size"):
+    with pytest.raises(UnitError, match="bad memory size"):
         parse_memory(bad)
 
 

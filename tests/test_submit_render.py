@@ -12,8 +12,9 @@ from dask_batch.submit import htcondor
 from dask_batch.submit import spec as spec_mod
 from dask_batch.submit.base import NAMES, Request, SubmitError, detect_system, get_system
 from dask_batch.submit.jobs import requests
-from dask_batch.submit.spec import SpecError, parse_walltime, resolve_spec
+from dask_batch.submit.spec import SpecError, resolve_spec
 from dask_batch.submit.states import NATIVE_STATES, JobState, translate
+from dask_batch.units import UnitError, parse_duration
 
 GOLDEN = Path(__file__).parent / "golden"
 POOLS = {"highmem": {"memory": "256GiB", "cores": 16, "processes": 2,
@@ -55,22 +56,25 @@ def test_golden_scripts(system, case):
 
 
 def test_units_and_walltime():
-    assert parse_walltime("02:00:00") == 7200
-    assert parse_walltime("1-01:00:00") == 90000
-    assert parse_walltime("45:00") == 2700
-    assert parse_walltime(90) == 90
-    assert parse_walltime("90m") == 5400
+    assert parse_duration("02:00:00") == 7200
+    assert parse_duration("1-01:00:00") == 90000
+    assert parse_duration("45:00") == 2700
+    assert parse_duration(90) == 90
+    assert parse_duration("90m") == 5400
     for bad in ("soon", "0:00:00", -5):
-        with pytest.raises(SpecError):
-            parse_walltime(bad)
+        with pytest.raises(UnitError, match="bad duration"):
+            parse_duration(bad)
     s = _spec(memory="1GB", processes=2, cores=4, walltime="1:00:00", lifetime_margin=600)
     assert s.memory == 10**9 and s.worker_memory == 5 * 10**8 and s.threads == 2
     assert s.lifetime == 3000 and s.stagger == 150
 
 
 def test_doctests():
-    for mod in (spec_mod, htcondor):
+    from dask_batch import units
+
+    for mod in (spec_mod, htcondor, units):
         assert doctest.testmod(mod).failed == 0
+    assert doctest.testmod(units).attempted >= 3
 
 
 def test_spec_errors():

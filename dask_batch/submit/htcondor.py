@@ -7,8 +7,8 @@ import logging
 import os
 import re
 
+from ..units import mib
 from .base import Element, Request, System, no_job_id, worker_argv
-from .spec import mib
 
 logger = logging.getLogger(__name__)
 

@@ -6,6 +6,7 @@ import json
 import os
 import re
 
+from ..units import mib
 from .base import (
     Element,
     Request,
@@ -18,7 +19,6 @@ from .base import (
     shell_script,
     walltime_minutes,
 )
-from .spec import mib
 
 
 def render(req: Request) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
+from ..units import hms, mib
 from .base import (
     Element,
     Request,
@@ -20,7 +21,6 @@ from .base import (
     script_body,
     shell_script,
 )
-from .spec import hms, mib
 
 
 def render(req: Request) -> str:

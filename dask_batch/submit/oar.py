@@ -7,6 +7,7 @@ import logging
 import os
 import re
 
+from ..units import hms
 from .base import (
     Element,
     Request,
@@ -18,7 +19,6 @@ from .base import (
     script_body,
     shell_script,
 )
-from .spec import hms
 
 logger = logging.getLogger(__name__)
 

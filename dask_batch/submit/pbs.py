@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+from ..units import hms, mib
 from .base import (
     Element,
     Request,
@@ -16,7 +17,6 @@ from .base import (
     script_body,
     shell_script,
 )
-from .spec import hms, mib
 
 # MoM's exit status for a job killed at its walltime (JOB_EXEC_KILL_WALLTIME)
 WALLTIME_EXIT = -29

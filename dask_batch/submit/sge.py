@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 
 import dask.config
 
+from ..units import hms, mib
 from .base import (
     Element,
     Request,
@@ -18,7 +19,6 @@ from .base import (
     script_body,
     shell_script,
 )
-from .spec import hms, mib
 
 
 def render(req: Request) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ..units import hms, mib
 from .base import (
     Element,
     Request,
@@ -14,7 +15,6 @@ from .base import (
     script_body,
     shell_script,
 )
-from .spec import hms, mib
 
 
 def render(req: Request) -> str:

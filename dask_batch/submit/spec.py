@@ -7,18 +7,16 @@ pool (``batch.pools.<name>`` or a pools YAML file), then ``batch.submit.*``.
 
 from __future__ import annotations
 
-import math
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import dask.config
-from dask.utils import parse_bytes
 
 from .. import config  # noqa: F401  (loads the batch defaults)
 from ..errors import BatchError
+from ..units import parse_duration, parse_memory
 
 
 class SpecError(BatchError, ValueError):
@@ -84,61 +82,6 @@ KEYS = tuple(f.name for f in fields(JobSpec))
 # ---------------------------------------------------------------- units
 
 
-def parse_walltime(value: Any) -> int:
-    """Seconds from ``HH:MM:SS``, ``MM:SS``, ``D-HH:MM:SS``, a number of seconds or ``90m``.
-
-    >>> parse_walltime("02:00:00"), parse_walltime("1-00:00:00"), parse_walltime("90m")
-    (7200, 86400, 5400)
-    """
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = int(value)
-    else:
-        text = str(value).strip()
-        m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
-        if m and ":" in text or (m and m.group(1)):
-            days, *parts = m.groups()
-            nums = [int(p) for p in parts if p is not None]
-            while len(nums) < 3:
-                nums = [0, *nums] if ":" in text else [*nums, 0]
-            seconds = int(days or 0) * 86400 + nums[0] * 3600 + nums[1] * 60 + nums[2]
-        else:
-            from dask.utils import parse_timedelta
-
-            try:
-                seconds = int(parse_timedelta(text, default="s"))
-            except (ValueError, KeyError) as e:
-                raise SpecError(f"walltime {value!r}: expected HH:MM:SS, D-HH:MM:SS or 90m") from e
-    if seconds <= 0:
-        raise SpecError(f"walltime {value!r} must be positive")
-    return seconds
-
-
-def parse_memory(value: Any) -> int:
-    """Bytes from ``32GiB``, ``4GB`` or a number of bytes."""
-    try:
-        n = int(parse_bytes(value))
-    except (ValueError, TypeError) as e:
-        raise SpecError(f"memory {value!r}: expected a size such as 32GiB") from e
-    if n <= 0:
-        raise SpecError(f"memory {value!r} must be positive")
-    return n
-
-
-def hms(seconds: int) -> str:
-    """``H:MM:SS`` with hours past 24 (Slurm, PBS, SGE, OAR all accept it).
-
-    >>> hms(93784)
-    '26:03:04'
-    """
-    h, rest = divmod(seconds, 3600)
-    return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
-
-
-def mib(nbytes: int) -> int:
-    """Whole MiB, rounded up so a job never gets less than asked for."""
-    return math.ceil(nbytes / 2**20)
-
-
 # ---------------------------------------------------------------- resolution
 
 
@@ -148,9 +91,9 @@ def _norm(key: str) -> str:
 
 def _coerce(key: str, value: Any) -> Any:
     if key == "walltime":
-        return parse_walltime(value)
+        return parse_duration(value, "walltime")
     if key == "memory":
-        return None if value is None else parse_memory(value)
+        return None if value is None else parse_memory(value, "memory")
     if key in ("prologue", "extra_directives", "skip_directives"):
         if isinstance(value, str):
             return (value,)
