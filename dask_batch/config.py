@@ -16,13 +16,6 @@ with open(fn) as f:
 dask.config.update_defaults(defaults)
 
 
-def get(key: str, value: Any = None) -> Any:
-    """``value`` when given, else ``batch.<key>`` from dask config (flag > env > yaml)."""
-    if value is not None:
-        return value
-    return dask.config.get(f"batch.{key}")
-
-
 def as_bool(value: Any, key: str) -> bool:
     if isinstance(value, bool):
         return value

@@ -1,4 +1,4 @@
-"""dask-mpi's ``initialize`` and ``send_close_signal``, same arguments, same behaviour.
+"""dask-mpi's ``initialize``, ``execute`` and ``send_close_signal``: same arguments, same behaviour.
 
 Differences a dask-mpi user gains: the world size check names the launcher, the client's exit
 code reaches the job, ranks exit in bounded time, and ``memory_limit="auto"`` is the node's
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from .errors import BatchError
@@ -42,9 +43,7 @@ def initialize(
     Extra keyword arguments are ``BatchRunner`` options (e.g. ``secure=False``).
     """
     global _active
-    if protocol in ("tcp", "tcp://", "ucx", "ucx://") and "secure" not in batch_options:
-        # dask-mpi had no TLS: asking for a plain protocol there is asking for no TLS here
-        batch_options["secure"] = False
+    _plain_protocol_is_insecure(protocol, batch_options)
     runner = BatchRunner(
         comm=comm,
         exit=exit,
@@ -60,10 +59,7 @@ def initialize(
         worker_options=worker_options or {},
         **batch_options,
     )
-    try:
-        is_client = runner.start()
-    except BatchError as e:  # one line, once per job, exit 2: as the CLI does
-        report_and_exit(e, runner.placement.rank if runner.placement else None)
+    is_client = _start(runner)
     if is_client:
         _active = runner
         if exit:
@@ -81,6 +77,82 @@ def initialize(
 
 
 _failed = False
+
+
+def _plain_protocol_is_insecure(protocol: str | None, batch_options: dict[str, Any]) -> None:
+    if protocol in ("tcp", "tcp://", "ucx", "ucx://") and "secure" not in batch_options:
+        # dask-mpi had no TLS: asking for a plain protocol there is asking for no TLS here
+        batch_options["secure"] = False
+
+
+def _start(runner: BatchRunner) -> bool:
+    try:
+        return runner.start()
+    except BatchError as e:  # one line, once per job, exit 2: as the CLI does
+        report_and_exit(e, runner.placement.rank if runner.placement else None)
+
+
+def execute(
+    client_function: Callable[..., Any] | None = None,
+    client_args: tuple = (),
+    client_kwargs: dict | None = None,
+    client_rank: int = 1,
+    scheduler: bool = True,
+    scheduler_rank: int = 0,
+    scheduler_address: str | None = None,
+    scheduler_port: int | None = None,
+    scheduler_file: str | None = None,
+    interface: str | None = None,
+    nthreads: int = 1,
+    local_directory: str = "",
+    memory_limit: Any = "auto",
+    nanny: bool = False,
+    dashboard: bool = True,
+    dashboard_address: str = ":8787",
+    protocol: str | None = None,
+    exclusive_workers: bool = True,
+    worker_class: str = "distributed.Worker",
+    worker_options: dict | None = None,
+    worker_name: str | None = None,
+    comm: Any = None,
+    **batch_options: Any,
+) -> None:
+    """Run ``client_function`` on ``client_rank`` with a cluster on the other ranks (drop-in for
+    ``dask_mpi.execute``); every rank returns once the function has returned.
+
+    The scheduler runs on ``scheduler_rank`` (with a worker beside it, and beside the client,
+    when ``exclusive_workers=False``); without a callable there is no client and the ranks
+    serve until the cluster is shut down (``Client.shutdown()``, a walltime signal). An
+    exception in the function ends the cluster, then propagates on the client rank.
+    Extra keyword arguments are ``BatchRunner`` options (e.g. ``secure=False``).
+
+    >>> def main():                      # doctest: +SKIP
+    ...     from dask.distributed import Client
+    ...     with Client() as client:
+    ...         print(client.submit(sum, [1, 2]).result())
+    >>> execute(main, exclusive_workers=False)  # doctest: +SKIP
+    """
+    if not scheduler and not scheduler_address:
+        raise ValueError("Must provide scheduler_address if executing with scheduler=False")
+    _plain_protocol_is_insecure(protocol, batch_options)
+    runner = BatchRunner(
+        comm=comm, exit=False, client=callable(client_function), client_at=client_rank,
+        scheduler=scheduler, scheduler_rank=scheduler_rank, scheduler_address=scheduler_address,
+        scheduler_port=scheduler_port, scheduler_file=scheduler_file, interface=interface,
+        nthreads=nthreads, local_directory=local_directory or None, memory_limit=memory_limit,
+        nanny=nanny, dashboard=dashboard, dashboard_address=dashboard_address,
+        protocol=protocol, exclusive_workers=exclusive_workers, worker_class=worker_class,
+        worker_options=worker_options or {}, name=worker_name, **batch_options,
+    )
+    if not _start(runner):
+        return
+    assert client_function is not None
+    code = 1
+    try:
+        client_function(*client_args, **(client_kwargs or {}))
+        code = 0
+    finally:
+        runner.finish(code)
 
 
 def _finish_at_exit() -> None:

@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from . import (
@@ -21,7 +22,6 @@ from . import (
     output,
 )
 from . import mpi as mpi_
-from .client_end import ClientEnd
 from .errors import BatchError
 from .lifecycle import AllocationEnding, exit_code_of, flush_and_exit, report_and_exit
 from .placement import Placement, detect
@@ -36,6 +36,7 @@ from .rendezvous import (
     wait_for_scheduler_file,
     write_scheduler_file,
 )
+from .roles import ClientEnd
 from .settings import Settings, resolve
 
 logger = logging.getLogger("dask_batch")
@@ -188,61 +189,97 @@ class BatchRunner:
         from .transport import choose_interface, interfaces
 
         single_node = placement.local_size == placement.size
-        interface = choose_interface(s.interface, interfaces(), single_node)
         method = _method(s, comm)
-        path = s.scheduler_file or (
-            default_scheduler_file(placement.job_stamp) if method == "file" else None
-        )
-
+        here = _Rank(s, placement, comm, environ, protocol,
+                     choose_interface(s.interface, interfaces(), single_node), method,
+                     s.scheduler_file or (default_scheduler_file(placement.job_stamp)
+                                          if method == "file" else None))
         if self.role == "scheduler":
-            from .roles import serve_scheduler
-            from .security import make_credentials
-
-            creds = make_credentials() if s.secure else None
-            published: list[Contact] = []
-
-            def publish(contact: Contact) -> None:
-                published.append(contact)
-                if comm is not None:
-                    mpi_publish(comm, contact)
-                if path:
-                    write_scheduler_file(path, contact)
-
-            coro = serve_scheduler(
-                s, placement, interface, protocol, creds, publish, self.n_workers,
-                signals=s.client_rank != 0,  # a thread cannot take signals: the client forwards
-            )
-            if s.client_rank == 0:
-                self._serve_in_thread(coro, published)
-                return True
-            try:
-                if path:
-                    check_writable(path)
-                code = asyncio.run(coro)
-            except BaseException as e:
-                if not published:  # tell the waiting ranks at once, not after their timeout
-                    with contextlib.suppress(Exception):
-                        publish(Contact(address="", job=placement.job_stamp,
-                                        extra={"error": str(e) or type(e).__name__}))
-                raise
-            if path and published:
-                remove_scheduler_file(path, published[0])
-            return self._end(code)
-
-        contact = self._meet(s, method, comm, path, placement)
+            return self._serve_scheduler(here)
+        contact = self._meet(s, method, comm, here.path, placement)
         if self.role == "worker":
-            from .resources import resolve as resources
-            from .roles import serve_worker
-
-            res = resources(
-                placement, environ, non_worker_ranks=s.non_worker_ranks(), nthreads=s.nthreads,
-                memory_limit=s.memory_limit, local_dir=s.local_directory, gpus=s.gpus,
-            )
-            return self._end(asyncio.run(
-                serve_worker(s, placement, contact, interface, protocol, res)
-            ))
+            return self._end(asyncio.run(self._worker(here, contact)))
         self._become_client(s, contact)
+        if not s.exclusive_workers:  # the client's rank works too, on a thread of its own
+            threading.Thread(target=asyncio.run, name="dask-batch-worker", daemon=True,
+                             args=(self._worker(here, contact, beside="client"),)).start()
         return True
+
+    def _serve_scheduler(self, here: _Rank) -> bool:
+        from .roles import serve_scheduler
+        from .security import make_credentials
+
+        s, placement, path = here.s, here.placement, here.path
+        creds = make_credentials() if s.secure else None
+        published: list[Contact] = []
+        ready = asyncio.Event()
+
+        def publish(contact: Contact) -> None:
+            published.append(contact)
+            ready.set()
+            if here.comm is not None:
+                mpi_publish(here.comm, contact, root=s.scheduler_rank)
+            if path:
+                write_scheduler_file(path, contact)
+
+        client_here = s.client_rank == s.scheduler_rank
+        coro = serve_scheduler(
+            s, placement, here.interface, here.protocol, creds, publish, self.n_workers,
+            signals=not client_here,  # a thread cannot take signals: the client forwards
+        )
+        if not s.exclusive_workers:
+            coro = self._with_worker(here, coro, published, ready)
+        if client_here:
+            self._serve_in_thread(coro, published)
+            return True
+        try:
+            if path:
+                check_writable(path)
+            code = asyncio.run(coro)
+        except BaseException as e:
+            if not published:  # tell the waiting ranks at once, not after their timeout
+                with contextlib.suppress(Exception):
+                    publish(Contact(address="", job=placement.job_stamp,
+                                    extra={"error": str(e) or type(e).__name__}))
+            raise
+        if path and published:
+            remove_scheduler_file(path, published[0])
+        return self._end(code)
+
+    async def _with_worker(self, here: _Rank, serving: Any, published: list[Contact],
+                           ready: asyncio.Event) -> int:
+        """The scheduler, and once it is up a worker beside it (``--inclusive-workers``)."""
+        scheduler = asyncio.ensure_future(serving)
+        up = asyncio.ensure_future(ready.wait())
+        await asyncio.wait([scheduler, up], return_when=asyncio.FIRST_COMPLETED)
+        up.cancel()
+        worker = None
+        if published and not scheduler.done():
+            worker = asyncio.ensure_future(self._worker(here, published[0], beside="scheduler"))
+        try:
+            return await scheduler
+        finally:
+            if worker is not None:
+                with contextlib.suppress(Exception, asyncio.TimeoutError):
+                    await asyncio.wait_for(worker, here.s.shutdown_grace)
+
+    def _worker(self, here: _Rank, contact: Contact, beside: str | None = None) -> Any:
+        """The worker coroutine of this rank; ``beside`` another role on the same rank."""
+        from dataclasses import replace
+
+        from .resources import resolve as resources
+        from .roles import serve_worker
+
+        s = here.s
+        if beside == "client":  # a nanny's spawn would take the client's __main__ away
+            s = replace(s, nanny=False)
+        res = resources(
+            here.placement, here.environ, non_worker_ranks=s.non_worker_ranks(),
+            nthreads=s.nthreads, memory_limit=s.memory_limit, local_dir=s.local_directory,
+            gpus=s.gpus,
+        )
+        return serve_worker(s, here.placement, contact, here.interface, here.protocol, res,
+                            signals=beside is None)
 
     def _meet(
         self, s: Settings, method: str, comm: Any, path: str | None, placement: Placement
@@ -260,7 +297,7 @@ class BatchRunner:
         if method == "address":
             return Contact(address=str(s.scheduler_address))
         if method == "mpi":
-            return mpi_wait(comm, s.rendezvous_timeout)
+            return mpi_wait(comm, s.rendezvous_timeout, root=s.scheduler_rank)
         assert path is not None
         joining = not s.scheduler  # --no-scheduler: the file belongs to another job
         stamp = None if joining else placement.job_stamp
@@ -320,6 +357,20 @@ class BatchRunner:
         if self._exit:
             flush_and_exit(code)
         return False
+
+
+@dataclass(frozen=True)
+class _Rank:
+    """What a rank knows once placed: the inputs of its role."""
+
+    s: Settings
+    placement: Placement
+    comm: Any
+    environ: Any
+    protocol: str
+    interface: str | None
+    method: str
+    path: str | None
 
 
 def _method(s: Settings, comm: Any) -> str:

@@ -27,6 +27,9 @@ class Settings:
     scheduler: bool = True
     client: bool = True  # a client rank runs user code (False: `dask-batch` serves only)
     client_on_scheduler: bool = False
+    scheduler_rank: int = 0
+    client_at: int | None = None  # the client's rank (dask-mpi's client_rank); None: default
+    exclusive_workers: bool = True  # False: the scheduler's and client's ranks work too
     scheduler_file: str | None = None
     scheduler_address: str | None = None
     scheduler_port: int = 0
@@ -53,31 +56,44 @@ class Settings:
     log_level: str = "warning"
 
     @property
-    def scheduler_rank(self) -> int:
-        return 0
-
-    @property
     def client_rank(self) -> int | None:
         if not self.client:
             return None
-        return 0 if self.client_on_scheduler or not self.scheduler else 1
+        if self.client_on_scheduler and self.scheduler:
+            return self.scheduler_rank
+        if self.client_at is not None:
+            return self.client_at
+        if not self.scheduler:
+            return 0
+        return 1 if self.scheduler_rank != 1 else 0  # the first rank after the scheduler's
 
     def non_worker_ranks(self) -> tuple[int, ...]:
+        """Ranks that run no worker: the scheduler's and the client's, unless inclusive."""
+        if not self.exclusive_workers:
+            return ()
         ranks = set()
         if self.scheduler:
-            ranks.add(0)
+            ranks.add(self.scheduler_rank)
         if self.client_rank is not None:
             ranks.add(self.client_rank)
         return tuple(sorted(ranks))
 
     def min_size(self) -> int:
-        return len(self.non_worker_ranks()) + 1
+        """As dask-mpi: the highest rank with a role, and one worker of its own if exclusive."""
+        roles = [self.scheduler_rank] if self.scheduler else []
+        if self.client_rank is not None:
+            roles.append(self.client_rank)
+        if not self.exclusive_workers:
+            return max(roles, default=0) + 1
+        return max(max(roles, default=-1) + 1, len(self.non_worker_ranks()) + 1)
 
 
 _KEYS = {  # Settings field -> dask config key under "batch."
     "mpi": "mpi",
     "rendezvous": "rendezvous",
     "client_on_scheduler": "client-on-scheduler",
+    "scheduler_rank": "scheduler-rank",
+    "exclusive_workers": "exclusive-workers",
     "scheduler_file": "scheduler-file",
     "scheduler_address": "scheduler-address",
     "scheduler_port": "scheduler-port",
@@ -127,6 +143,16 @@ def resolve(**overrides: Any) -> Settings:
         if isinstance(e, SettingsError):
             raise
         raise SettingsError(str(e)) from e
+
+
+def _rank(value: Any, key: str) -> int:
+    try:
+        rank = int(value)
+    except (TypeError, ValueError):
+        rank = -1
+    if rank < 0:
+        raise SettingsError(f"batch.{key}: a rank is a number from 0, got {value!r}")
+    return rank
 
 
 def _seconds(value: Any, key: str) -> float:
@@ -179,7 +205,11 @@ def check(s: Settings) -> Settings:
         secure=config.as_bool(s.secure, "secure"),
         nanny=config.as_bool(s.nanny, "worker.nanny"),
         dashboard=config.as_bool(s.dashboard, "dashboard"),
-        client_on_scheduler=config.as_bool(s.client_on_scheduler, "client-on-scheduler"),
+        client_on_scheduler=config.as_bool(s.client_on_scheduler, "client-on-scheduler")
+        or (s.client_at is not None and s.client_at == s.scheduler_rank and s.scheduler),
+        exclusive_workers=config.as_bool(s.exclusive_workers, "exclusive-workers"),
+        scheduler_rank=_rank(s.scheduler_rank, "scheduler-rank"),
+        client_at=None if s.client_at is None else _rank(s.client_at, "client rank"),
         scheduler_port=int(s.scheduler_port or 0),
         nthreads=None if s.nthreads is None else int(s.nthreads),
         rendezvous_timeout=_seconds(s.rendezvous_timeout, "rendezvous-timeout"),

@@ -19,4 +19,5 @@ fi
 stop() { [ "$started" = 1 ] && bash ci/clusters/stop-all.sh >/dev/null 2>&1 || true; }
 trap stop EXIT
 "$VENV/bin/ruff" check dask_batch tests mpi_tests benchmarks examples
+"$VENV/bin/lint-imports" --no-cache  # the package's layers and no import circles (pyproject.toml)
 "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import MPIEXEC, kill_tagged, mpiexec, require
+from conftest import MPIEXEC, kill_tagged, mpiexec, require, tagged
 from lifecycle_scenarios import (  # noqa: F401  (run here with this file's `start`)
     JOB,
     Running,
@@ -112,3 +112,42 @@ def test_ctrl_c_on_the_launcher_stops_everything(start):
     job.wait(15)
     assert time.monotonic() - t <= 5
     job.all_gone_within(2)
+
+
+@pytest.mark.parametrize("who", ["all-ranks", "scheduler-only"])
+def test_walltime_signal_without_a_client_retires_the_workers_at_once(tag, tmp_path, who):
+    """dask-mpi style (`dask-batch --scheduler-file F`, no client): SIGTERM (scancel) has no
+    client to warn, so the job ends now with 128 + SIGTERM, not after the 60 s grace."""
+    from conftest import BIN
+    from distributed import Client
+
+    from dask_batch.rendezvous import read_scheduler_file
+    from dask_batch.security import security_from
+
+    sched = tmp_path / "sched.json"
+    job = Running(mpiexec(4, str(BIN / "dask-batch"), "--scheduler-file", str(sched)), tag)
+    try:
+        deadline = time.monotonic() + 60
+        while not sched.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sched.exists(), job.stderr
+        contact = read_scheduler_file(str(sched))
+        with Client(contact.address, security=security_from(contact.creds), timeout=30) as c:
+            c.wait_for_workers(3, timeout=60)
+        ranks = {int(p.environ()["PMI_RANK"]): p for p in tagged(tag)
+                 if "PMI_RANK" in p.environ()}
+        assert sorted(ranks) == [0, 1, 2, 3], tagged(tag)
+        for rank in (ranks if who == "all-ranks" else [0]):  # scancel, or rank 0 only
+            os.kill(ranks[rank].pid, signal.SIGTERM)
+        t = time.monotonic()
+        rc, _ = job.wait(30)
+        waited = time.monotonic() - t
+    finally:
+        if job.proc.poll() is None:
+            os.killpg(job.proc.pid, signal.SIGKILL)
+        kill_tagged(tag)
+    assert rc == 128 + signal.SIGTERM, job.stderr
+    assert "no client to tell; retiring the workers" in job.stderr, job.stderr
+    assert "Traceback" not in job.stderr, job.stderr
+    assert waited < 20, f"took {waited:.1f} s: the 60 s grace was waited for"
+    job.all_gone_within(3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -20,11 +21,12 @@ class OncePerJobGroup(click.Group):
     """click's usage errors as one line, printed by rank 0 only: every rank of the job parses
     the same command line, and N copies of a usage block are not news."""
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:
+    def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
+        args = self.address_argument(sys.argv[1:] if args is None else list(args))
         if kwargs.get("standalone_mode", True) is False:
-            return super().main(*args, **kwargs)
+            return super().main(args, *rest, **kwargs)
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            code = super().main(args, *rest, standalone_mode=False, **kwargs)
         except click.ClickException as e:
             if not env_rank():
                 hint = "" if isinstance(e, BadInput) else " (dask-batch --help)"
@@ -33,6 +35,25 @@ class OncePerJobGroup(click.Group):
         except click.Abort:
             sys.exit(130)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+    def address_argument(self, args: list[str]) -> list[str]:
+        """dask-mpi's positional SCHEDULER_ADDRESS (``dask-mpi tcp://h:8786 --no-scheduler``)
+        as ``--scheduler-address``: a group with commands cannot take a positional argument."""
+        takes_value = {o for p in self.params if isinstance(p, click.Option)
+                       and not p.is_flag and not p.count for o in p.opts}
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--" or arg in self.commands:
+                break
+            if arg.startswith("-"):
+                i += 2 if arg in takes_value else 1
+                continue
+            if "://" in arg or re.fullmatch(r"[\w.-]+:\d+", arg):
+                return [*args[:i], "--scheduler-address", arg, *args[i + 1:]]
+            break
+        return args
 
 
 @click.group(name="batch", cls=OncePerJobGroup, invoke_without_command=True,

@@ -32,6 +32,11 @@ def cluster_options(f: Callable) -> Callable:
                      "to an existing cluster (--no-scheduler --scheduler-file F)."),
         click.option("--scheduler-port", type=int, default=None,
                      help="Scheduler port. Default: a random free port."),
+        click.option("--scheduler-rank", type=int, default=None,
+                     help="The rank that runs the scheduler [default: 0]."),
+        click.option("--exclusive-workers/--inclusive-workers", "exclusive_workers",
+                     default=None, help="Workers only on ranks of their own [default], or "
+                     "also on the scheduler's (and the client's) rank, as dask-mpi's."),
         click.option("--interface", type=str, default=None,
                      help="Network interface, e.g. ib0 or eth0. Default: InfiniBand/Slingshot "
                      "when present, else the first one that is up."),

@@ -66,20 +66,17 @@ class Member:
 class JobWatch:
     """Runs on the scheduler: tracks members, decides when and how the job ends."""
 
-    expected_workers: int
     client_expected: bool
     client_timeout: float
     link_timeout: float
     signal_grace: float
-    # by rank; ranks of other launches that joined (--no-scheduler) by "guest:host:pid"
+    # by (role, rank); ranks of other launches that joined (--no-scheduler) by "guest:host:pid"
     members: dict[Any, Member] = field(default_factory=dict)
     client_code: int | None = None
     client_lost: bool = False
     client_absent: bool = False
     outcome: asyncio.Future | None = None
     ending_signal: int | None = None
-    joined_at: float | None = None
-    started: float = field(default_factory=time.monotonic)
     # called with the rank of a worker whose link broke (the scheduler drops its worker now,
     # not when distributed's worker-ttl of minutes runs out on a partitioned node)
     on_worker_lost: Any = None
@@ -112,7 +109,8 @@ class JobWatch:
         from distributed.core import Status
 
         set_keepalive(comm, self.link_timeout)
-        key = f"guest:{host}:{pid}" if guest else rank
+        # (role, rank): with inclusive workers the client's rank has a worker's link too
+        key = f"guest:{host}:{pid}" if guest else (role, rank)
         m = self.members[key] = Member(rank, role, host, pid, comm)
         if self.outcome is not None and self.outcome.done():
             await self._tell(m, {"op": "release"})  # a latecomer: the job is over already
@@ -162,15 +160,17 @@ class JobWatch:
         if self.ending_signal is not None:
             return
         self.ending_signal = signum
-        logger.warning(
-            "%s: telling the client; the job ends within %g s",
-            signal.Signals(signum).name,
-            self.signal_grace,
-        )
+        name = signal.Signals(signum).name
+        if not self.client_expected:  # dask-mpi style: nobody's work to save, end now
+            logger.warning("%s: no client to tell; retiring the workers", name)
+            self._finish(128 + signum, None)
+            return
+        logger.warning("%s: telling the client; the job ends within %g s", name,
+                       self.signal_grace)
         clients = [m for m in self.members.values() if m.role == "client"]
         for m in clients:
             asyncio.ensure_future(self._tell(m, {"op": "ending", "signum": signum}))
-        if not clients and self.client_expected:
+        if not clients:
             self._finish(128 + signum, None)
         asyncio.get_running_loop().call_later(
             max(0.0, self.signal_grace - 1.0), self._finish, 128 + signum, None
@@ -187,7 +187,7 @@ class JobWatch:
         await asyncio.gather(*(self._tell(m, {"op": "release"}) for m in members))
         deadline = time.monotonic() + timeout
         expected -= int(self.client_absent)
-        while (sum(isinstance(k, int) for k in self.members) < expected
+        while (sum(isinstance(k, tuple) for k in self.members) < expected
                and time.monotonic() < deadline):
             await asyncio.sleep(0.01)
 

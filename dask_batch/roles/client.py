@@ -1,5 +1,5 @@
-"""The client rank's end of the job: its member link, walltime signals, a lost scheduler,
-the exit code it reports, and ``os._exit`` under MPI.
+"""The client role's end of the job: its member link, walltime signals, a lost scheduler, the
+exit code it reports, and ``os._exit`` under MPI.
 
 The client rank runs the user's code on its main thread, so everything here reaches that
 thread from the link's thread by signals, and bounds every wait with a hard exit.
@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import output
-from .lifecycle import (
+from .. import output
+from ..lifecycle import (
     EXIT_SCHEDULER_LOST,
     AllocationEnding,
     MemberLink,
@@ -27,8 +27,9 @@ from .lifecycle import (
     hard_exit_after,
     lost_grace,
 )
-from .rendezvous import RendezvousError
-from .settings import Settings
+from ..rendezvous import RendezvousError
+from ..settings import Settings
+from .common import walltime_signals
 
 
 class ClientEnd:
@@ -61,8 +62,6 @@ class ClientEnd:
         if "mpi4py.MPI" in sys.modules:
             self.guard_os_exit()
         if threading.current_thread() is threading.main_thread():  # handlers: main thread only
-            from .roles import walltime_signals
-
             for sig in walltime_signals(s):
                 signal.signal(sig, self._signal_handler)
 

@@ -1,0 +1,177 @@
+"""The worker role: one Dask worker (or a nanny and its worker) per rank, until released."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from typing import Any
+
+from .. import output
+from ..lifecycle import MemberLink, hard_exit_after
+from ..placement import Placement
+from ..rendezvous import Contact
+from ..resources import Resources
+from ..security import security_from
+from ..settings import Settings
+from .common import abrupt_end, walltime_signals, worker_name
+
+logger = logging.getLogger("dask_batch")
+
+
+async def serve_worker(
+    s: Settings,
+    placement: Placement,
+    contact: Contact,
+    interface: str | None,
+    protocol: str,
+    res: Resources,
+    signals: bool = True,
+) -> int:
+    """Run one worker (or nanny) until the scheduler releases it or is lost; return the code.
+
+    ``signals=False``: a worker beside the scheduler or the client on their rank
+    (``--inclusive-workers``), whose signals are theirs to take.
+    """
+    security = security_from(contact.creds)
+    cls, kwargs = worker_class_and_options(s, placement, contact, interface, protocol, res,
+                                           security)
+    outcome: asyncio.Future = asyncio.get_running_loop().create_future()
+    abrupt = abrupt_end(protocol)
+
+    def lost() -> None:
+        logger.error(
+            "lost the scheduler %s (rank 0): stopping worker rank %d", contact.address,
+            placement.rank,
+        )
+        if not outcome.done():
+            outcome.set_result(1)
+
+    def released() -> None:  # UCX: leave now, without closing endpoints (see abrupt_end)
+        if abrupt and not outcome.done():
+            outcome.set_result(0)
+
+    link = MemberLink(contact.address, security, placement.rank, "worker",
+                      s.scheduler_timeout, on_lost=lost, guest=not s.scheduler,
+                      on_released=released)
+    if signals:
+        _take_signals(s, link, outcome)
+    serving = None
+    if not contact.foreign:  # a scheduler dask_batch started watches its members
+        # linked before the worker registers: a rank that dies while its worker starts is
+        # still named by the scheduler (it was missed when the link came after the start)
+        await link.connect()
+        serving = asyncio.ensure_future(link.serve())
+    try:
+        worker = await _start(cls, kwargs, placement.rank)
+        if worker is None:
+            return 1
+        finished = asyncio.ensure_future(worker.finished())
+        await asyncio.wait([finished, outcome], return_when=asyncio.FIRST_COMPLETED)
+        output.quiet()
+        code = outcome.result() if outcome.done() else 0
+        if not finished.done() and not (link.released and abrupt):
+            # not released by the scheduler (lost it, Ctrl-C, own allocation ending): a close
+            # that waits on a scheduler going away or gone gains nothing; bound it tightly
+            grace = s.shutdown_grace if link.released or code == 0 else 1.0
+            try:
+                await asyncio.wait_for(worker.close(reason="job finished"), grace)
+            except (asyncio.TimeoutError, Exception):
+                pass
+        return code
+    finally:
+        if serving is not None:
+            serving.cancel()
+
+
+def worker_class_and_options(s: Settings, placement: Placement, contact: Contact,
+                             interface: str | None, protocol: str, res: Resources,
+                             security: Any) -> tuple[type, dict[str, Any]]:
+    """The class to start (Worker, Nanny or the user's) and its keyword arguments."""
+    from distributed import Nanny
+    from distributed.utils import import_term
+
+    resources = dict(s.resources)
+    if res.gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(res.gpus)
+        resources.setdefault("GPU", len(res.gpus))
+    kwargs: dict[str, Any] = {
+        "scheduler_ip": contact.address,
+        "nthreads": res.nthreads,
+        "memory_limit": res.memory_limit,
+        "local_directory": res.local_directory,
+        "name": worker_name(s.name, placement.rank),
+        "interface": interface,
+        "security": security,
+        "resources": resources or None,
+    }
+    if protocol not in ("tcp", "tls"):
+        kwargs["protocol"] = protocol
+    cls = import_term(s.worker_class)
+    if s.nanny and not issubclass(cls, Nanny):
+        kwargs["worker_class"] = cls
+        # a worker orphaned by a killed nanny must not outlive it
+        kwargs["preload"] = ["dask_batch._orphan_guard"]
+        cls = Nanny
+        _spawn_safely()
+    kwargs.update(s.worker_options)
+    return cls, kwargs
+
+
+def _take_signals(s: Settings, link: MemberLink, outcome: asyncio.Future) -> None:
+    """Walltime signals go to the scheduler, which decides; Ctrl-C ends this rank."""
+    loop = asyncio.get_running_loop()
+
+    def forward(signum: int) -> None:  # the scheduler decides; bound our own end anyway
+        if not s.scheduler:  # joined from another allocation: that one is ending, not the job
+            if not outcome.done():
+                outcome.set_result(128 + signum)
+            return
+        asyncio.ensure_future(link.send({"op": "signal", "signum": signum}))
+        hard_exit_after(s.signal_grace, 128 + signum, f"{signal.Signals(signum).name} grace over")
+
+    for sig in walltime_signals(s):
+        loop.add_signal_handler(sig, forward, int(sig))
+    loop.add_signal_handler(signal.SIGINT, lambda: outcome.done() or outcome.set_result(130))
+
+
+async def _start(cls: type, kwargs: dict[str, Any], rank: int) -> Any:
+    """The started worker, or None (reported) when it cannot start."""
+    from distributed import Nanny
+
+    for attempt in (1, 2):
+        worker = cls(**kwargs)
+        try:
+            await worker
+            return worker
+        except Exception as e:
+            # a nanny whose worker process was killed while it started (the OOM killer does
+            # not wait) fails its start: one more try, as it would have restarted it later
+            if attempt == 2 or cls is not Nanny:
+                logger.error("worker rank %d failed to start: %s", rank, e)
+                return None
+    return None
+
+
+def _spawn_safely() -> None:
+    """Let the nanny spawn its worker without re-running the user's script in it.
+
+    multiprocessing's spawn re-imports ``__main__`` in the child: for ``python script.py``
+    that is the whole job again, starting with ``BatchRunner()``, and MPI_Init there fails on
+    the launcher's inherited PMI variables. This rank never returns to its script (it ends
+    with the job), so its ``__main__`` can be an empty module, and the launcher's variables
+    are of no use to the child.
+    """
+    import sys
+    import types
+
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    # the rank ends with a hard exit (MPI): the semaphores the nanny's queues hold are the
+    # OS's to free, and multiprocessing's resource tracker need not warn about them
+    quiet = "ignore::UserWarning:multiprocessing.resource_tracker"
+    prior = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = f"{prior},{quiet}" if prior else quiet
+    for name in list(os.environ):
+        if name.startswith(("PMI_", "PMIX_", "OMPI_", "HYDI_", "MPI_LOCAL")):
+            del os.environ[name]

@@ -1,0 +1,141 @@
+"""dask-mpi 2026.3's interface, run the dask-mpi way under real mpiexec: execute() with its
+rank arguments, the CLI's --scheduler-rank, --inclusive-workers and positional address."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import BIN, MPIEXEC, ROOT, job_env, kill_tagged, mpiexec, require, run_job
+
+EXECUTE = str(ROOT / "mpi_tests" / "dask_mpi_execute.py")
+DASK_BATCH = str(BIN / "dask-batch")
+
+pytestmark = pytest.mark.mpi
+
+
+@pytest.fixture(autouse=True)
+def _need_mpiexec():
+    require(MPIEXEC.exists(), f"mpiexec not found at {MPIEXEC}")
+
+
+def result_of(job) -> dict:
+    lines = [ln for ln in job.stdout.splitlines() if ln.startswith("{")]
+    assert len(lines) == 1, job
+    return json.loads(lines[0])
+
+
+def returned_ranks(job) -> list[int]:
+    return sorted(int(ln.split()[1]) for ln in job.stdout.splitlines()
+                  if ln.startswith("RETURNED"))
+
+
+@pytest.mark.parametrize(("args", "workers"), [
+    ((), ["2", "3"]),                                          # dask-mpi's defaults
+    (("exclusive_workers=False",), ["0", "1", "2", "3"]),      # scheduler's, client's ranks too
+    (("scheduler_rank=2", "client_rank=0"), ["1", "3"]),
+    (("scheduler_rank=1",), ["0", "2", "3"]),                 # client_rank 1: beside the scheduler
+    (("worker_name=w",), ["w-2", "w-3"]),
+])
+def test_execute_places_the_roles_as_dask_mpi_does(args, workers):
+    job = run_job(mpiexec(4, sys.executable, EXECUTE, "dashboard=False", *args))
+    assert job.returncode == 0, job
+    assert result_of(job)["workers"] == workers
+    assert result_of(job)["total"] == 45
+    assert returned_ranks(job) == [0, 1, 2, 3], job  # execute() returns on every rank
+    assert "Traceback" not in job.stderr, job
+
+
+def test_execute_too_few_ranks_is_one_line_not_a_hang():
+    job = run_job(mpiexec(3, sys.executable, EXECUTE, "scheduler_rank=3"), timeout=60)
+    assert job.returncode == 2, job
+    assert job.stderr.count("at least 4") == 1 and "Traceback" not in job.stderr, job
+
+
+def serve(tag: str, n: int, sched: str, *flags: str) -> subprocess.Popen:
+    return subprocess.Popen(mpiexec(n, DASK_BATCH, "--scheduler-file", sched, "--no-dashboard",
+                                    *flags), env=job_env(tag), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def workers_of(sched: str, n: int, insecure: bool = False) -> dict:
+    from distributed import Client
+
+    from dask_batch.rendezvous import read_scheduler_file
+    from dask_batch.security import security_from
+
+    deadline = time.monotonic() + 60
+    while not os.path.exists(sched) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    contact = read_scheduler_file(sched)
+    with Client(contact.address, security=security_from(contact.creds), timeout=30) as c:
+        c.wait_for_workers(n, timeout=60)
+        info = c.scheduler_info()
+        names = sorted(str(w["name"]) for w in info["workers"].values())
+        scheduler_pid = c.run_on_scheduler(os.getpid)
+        c.shutdown()
+    return {"names": names, "scheduler_pid": scheduler_pid, "address": contact.address}
+
+
+def stop(proc: subprocess.Popen, tag: str) -> tuple[int, str]:
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+    kill_tagged(tag)
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize(("flags", "names"), [
+    (("--inclusive-workers",), ["0", "1", "2"]),
+    (("--scheduler-rank", "2"), ["0", "1"]),
+    (("--scheduler-rank", "1", "--inclusive-workers", "--name", "w"), ["w-0", "w-1", "w-2"]),
+])
+def test_cli_scheduler_rank_and_inclusive_workers(tmp_path, tag, flags, names):
+    sched = str(tmp_path / "s.json")
+    proc = serve(tag, 3, sched, *flags)
+    try:
+        got = workers_of(sched, len(names))
+    finally:
+        rc, err = stop(proc, tag)
+    assert got["names"] == names, err
+    assert rc == 0, err  # Client.shutdown() ends the job cleanly
+    assert "Traceback" not in err, err
+
+
+def test_cli_positional_scheduler_address_adds_workers(tmp_path, tag):
+    """`dask-mpi tcp://host:port --no-scheduler`: the address as dask-mpi's positional."""
+    sched = str(tmp_path / "s.json")
+    first = serve(tag, 2, sched, "--insecure")
+    more = None
+    try:
+        from dask_batch.rendezvous import read_scheduler_file
+
+        deadline = time.monotonic() + 60
+        while not os.path.exists(sched) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        address = read_scheduler_file(sched).address
+        assert address.startswith("tcp://")
+        more = subprocess.Popen(mpiexec(2, DASK_BATCH, address, "--no-scheduler", "--insecure",
+                                        "--name", "more"), env=job_env(tag),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        got = workers_of(sched, 3)
+    finally:
+        rc, err = stop(first, tag)
+        if more is not None:
+            stop(more, tag)
+    assert got["names"] == ["1", "more-0", "more-1"], err
+
+
+def test_cli_scheduler_rank_past_the_world_is_one_line_not_a_hang(tmp_path):
+    job = run_job(mpiexec(3, DASK_BATCH, "--scheduler-file", str(tmp_path / "s.json"),
+                          "--scheduler-rank", "5"), timeout=60)
+    assert job.returncode == 2, job
+    assert job.stderr.count("error:") == 1 and "Traceback" not in job.stderr, job
