@@ -370,7 +370,7 @@ def _het(environ: Mapping[str, str], agreeing: list[Launcher], rank: int, size: 
     het = next((row.het for row in agreeing if row.het is not None), None)
     if het is None:
         return None, None
-    node_name = _first(environ, het.node_name) or host
+    node_name = _first(environ, het.node_name) or host.split(".")[0]  # node lists: short names
     group = _het_group(environ, het, rank, size, node_name)
     if group is None:
         return None, None

@@ -114,6 +114,14 @@ def test_shared_node_with_partial_launch_is_unknown() -> None:
     assert p.het_group is None and (p.rank, p.size, p.local_rank) == (3, 5, 1)
 
 
+def test_without_slurmd_nodename_the_short_host_name_counts() -> None:
+    env = {k: v for k, v in recorded("sbatch-1+3-het-group-0-1-rank2").items()
+           if k != "SLURMD_NODENAME"}
+    env["SLURM_NTASKS_HET_GROUP_1"] = "2"  # counts that do not add up: only the node decides
+    assert detect(env, hostname="node2.cluster.example").het_group == 1
+    assert detect(env, hostname="node9").het_group is None
+
+
 def test_unreadable_host_list_leaves_component_unknown() -> None:
     env = dict(recorded("sbatch-1+3-het-group-0-1-rank2"))
     env["SLURM_JOB_NODELIST_HET_GROUP_1"] = "node[2-x]"
