@@ -59,12 +59,13 @@ def no_gpu_template(tmp_path: Path, cpus: int) -> Path:
     return script
 
 
-def check_roles(out: dict, workers: int, job_id: str | None = None) -> None:
-    """Scheduler (rank 0) and client (rank 1) in component 0, every worker in component 1."""
+def check_roles(out: dict, workers: int, job_id: str | None = None, client: int = 1) -> None:
+    """Scheduler (rank 0) and client (rank `client`) in component 0, every worker in 1."""
     assert out["total"] == 5050 and out["n_workers"] == workers
     assert (out["scheduler"]["rank"], out["scheduler"]["het_group"]) == (0, 0), out
-    assert (out["client"]["rank"], out["client"]["het_group"]) == (1, 0), out
-    assert [w["rank"] for w in out["workers"]] == list(range(2, 2 + workers)), out
+    assert (out["client"]["rank"], out["client"]["het_group"]) == (client, 0), out
+    first = client + 1
+    assert [w["rank"] for w in out["workers"]] == list(range(first, first + workers)), out
     assert {w["het_group"] for w in out["workers"]} == {1}, out
     # components never share a node here: the roles' nodes tell the components apart
     assert out["scheduler"]["node"] == out["client"]["node"]
@@ -107,15 +108,18 @@ def test_template_on_three_nodes(tmp_path, tag: str, mpi: str) -> None:
 
 @pytest.mark.multinode
 @pytest.mark.timeout(240)
-def test_srun_colon_on_three_nodes(tmp_path, tag: str) -> None:
+@pytest.mark.parametrize("first", ["-n2", "-n1"])
+def test_srun_colon_on_three_nodes(tmp_path, tag: str, first: str) -> None:
     """srun -n2 : -n2 dask-batch run (its own allocation; only the legacy *_PACK_GROUP_*
-    variables describe the components there)."""
+    variables describe the components there), and srun -n1 : -n2 dask-batch run
+    --client-on-scheduler: a one-task component 0 holds both."""
     require(three_nodes_up(), "three-node Slurm is not running")
     env = slurm_env(tag, multinode=True, DASK_BATCH__MPI="false")
-    argv = srun(None, "-n2", ":", "-n2", DASK_BATCH, "run", str(HET), "--workers", "2")
+    flags = ["--client-on-scheduler"] if first == "-n1" else []
+    argv = srun(None, first, ":", "-n2", DASK_BATCH, "run", *flags, str(HET), "--workers", "2")
     job = run_job(argv, env=env, cwd=tmp_path, timeout=170)
     assert job.returncode == 0, job
-    check_roles(one_result(job.stdout, job), workers=2)
+    check_roles(one_result(job.stdout, job), workers=2, client=0 if flags else 1)
     no_leftovers(tag)
 
 
