@@ -2,8 +2,9 @@
 
 The jobs run on the three-node cluster: the single-node one can never start a heterogeneous
 job, since Slurm's backfill scheduler (the only one that starts them) needs a node per
-component (seen here: a 1 + 3 job stays pending for "Resources" on the idle 16-CPU node, and
-components asked onto one node by name are refused as "Invalid node name specified").
+component (seen here: a 1 + 3 job stayed pending for "Resources" on the idle 16-CPU node
+until cancelled, and components asked onto one node by name are refused as "Invalid node
+name specified").
 `sbatch --test-only` of the template does pass on the single node.
 """
 
