@@ -37,6 +37,7 @@ def collect(environ: Mapping[str, str], interface: str | None = None,
         "local_rank": p.local_rank,
         "local_size": p.local_size,
         "node": p.node,
+        "het_group": p.het_group,
         "hostname": p.hostname,
         "job_id": p.job_id,
         "batch_system": p.batch_system,
@@ -72,7 +73,8 @@ def render(d: dict[str, Any]) -> str:
     node = "?" if d["node"] is None else d["node"]
     lines = [
         f"launcher   {d['launcher']}  rank {d['rank']}/{d['size']}  local "
-        f"{d['local_rank']}/{d['local_size']}  node {node} ({d['hostname']})",
+        f"{d['local_rank']}/{d['local_size']}  node {node} ({d['hostname']})"
+        + ("" if d.get("het_group") is None else f"  het-group {d['het_group']}"),
         f"job        {d['job_id'] or '-'} ({d['batch_system'] or 'no batch system'})",
         f"network    {d['interface']} {d['address'] or ''}",
         f"worker     {d['nthreads']} threads ({d['sources'].get('nthreads')}), "

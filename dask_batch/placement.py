@@ -5,6 +5,7 @@ A launcher is a row in ``LAUNCHERS``; the first row whose rank and size are both
 ``mpirun`` inside ``sbatch`` inherits ``SLURM_*`` (the batch shell itself has ``SLURM_PROCID=0``),
 and hydra inside Slurm runs ranks under one-proxy-per-node steps, so ``SLURM_*`` are wrong there.
 Rows that only carry a rank (PMIx, ALPS) take their size from a row whose rank agrees.
+Slurm heterogeneous jobs are a ``HetJob`` on the Slurm row (see ``SLURM_HET``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
+from . import hostlist
 from .errors import BatchError
 
 
@@ -33,6 +35,35 @@ class Launcher:
     requires: tuple[str, ...] = ()
     # variables naming this launch, the same on every rank of it and different for the next
     instance: tuple[str, ...] = ()
+    # how this launcher describes the components of a heterogeneous job, if it has them
+    het: HetJob | None = None
+
+
+@dataclass(frozen=True)
+class HetJob:
+    """Variables of a heterogeneous job; ``{}`` is the component index, current name first."""
+
+    size: tuple[str, ...]
+    ntasks: tuple[str, ...]
+    nodelist: tuple[str, ...]
+    tasks_per_node: tuple[str, ...]
+    local_rank: tuple[str, ...]
+    node_name: tuple[str, ...]
+
+
+# Slurm 22.05 (measured, docs/how-it-works.md "Slurm heterogeneous jobs"): one srun over
+# several components is one launch, SLURM_PROCID counts across them (component 0 first) and
+# SLURM_STEP_NUM_TASKS is the total, so the Slurm row needs nothing new for the rank. No
+# variable names a task's component: it is found from the allocation's per-component node
+# lists and task counts (legacy *_PACK_* names; a bare `srun A : B` sets only those).
+SLURM_HET = HetJob(
+    size=("SLURM_HET_SIZE", "SLURM_PACK_SIZE"),
+    ntasks=("SLURM_NTASKS_HET_GROUP_{}", "SLURM_NTASKS_PACK_GROUP_{}"),
+    nodelist=("SLURM_JOB_NODELIST_HET_GROUP_{}", "SLURM_JOB_NODELIST_PACK_GROUP_{}"),
+    tasks_per_node=("SLURM_TASKS_PER_NODE_HET_GROUP_{}", "SLURM_TASKS_PER_NODE_PACK_GROUP_{}"),
+    local_rank=("SLURM_LOCALID",),
+    node_name=("SLURMD_NODENAME",),
+)
 
 
 # Order = precedence. Reference: docs/how-it-works.md ("Placement: who am I").
@@ -95,6 +126,7 @@ LAUNCHERS: tuple[Launcher, ...] = (
         # the batch shell has SLURM_PROCID=0 but no step: it is one process, not rank 0 of N
         requires=("SLURM_STEP_ID",),
         instance=("SLURM_STEP_ID",),
+        het=SLURM_HET,
     ),
     Launcher("alps", rank=("ALPS_APP_PE",), instance=("ALPS_APP_ID",)),
 )
@@ -126,13 +158,16 @@ class Placement:
     batch_system: str | None = None
     # names this launch: ranks of one launch agree on it, a later launch in the same job differs
     instance: str | None = None
+    # component of a heterogeneous job (Slurm hetjob) this rank runs in; None: not one, unknown
+    het_group: int | None = None
 
     def __repr__(self) -> str:  # submitit's compact style
         node = "?" if self.node is None else self.node
+        het = "" if self.het_group is None else f", het_group={self.het_group}"
         return (
             f"Placement(rank={self.rank}({self.size}), local_rank={self.local_rank}"
             f"({self.local_size}), node={node}, host={self.hostname}, launcher={self.launcher},"
-            f" job={self.job_id})"
+            f" job={self.job_id}{het})"
         )
 
     def as_dict(self) -> dict:
@@ -187,6 +222,62 @@ def _slurm_local_size(environ: Mapping[str, str], node: int | None) -> int | Non
         return None
     counts = parse_tasks_per_node(text)
     return counts[node] if node < len(counts) else None
+
+
+def _het_components(environ: Mapping[str, str], het: HetJob) -> list[tuple[list[str], str]]:
+    """(nodes, tasks per node) of each component; [] when this is not a heterogeneous job."""
+    n = _int(environ, het.size)
+    if n is None or n < 2:
+        return []
+    try:  # a list this parser cannot read leaves the component unknown, never fails the rank
+        return [(hostlist.expand(_first(environ, tuple(v.format(i) for v in het.nodelist)) or ""),
+                 _first(environ, tuple(v.format(i) for v in het.tasks_per_node)) or "")
+                for i in range(n)]
+    except ValueError:
+        return []
+
+
+def _het_group(environ: Mapping[str, str], het: HetJob, rank: int, size: int,
+               node_name: str) -> int | None:
+    """Which component this rank runs in: the one whose nodes hold this node, else (nodes
+    shared by components) from the rank, when the launch has every task of every component."""
+    parts = _het_components(environ, het)
+    owners = [i for i, (nodes, _) in enumerate(parts) if node_name in nodes]
+    if len(owners) == 1:
+        return owners[0]
+    counts = [_int(environ, tuple(v.format(i) for v in het.ntasks)) for i in range(len(parts))]
+    if not parts or None in counts or sum(c or 0 for c in counts) != size:
+        return None
+    start = 0
+    for i, count in enumerate(counts):
+        start += count or 0
+        if rank < start:
+            return i
+    return None
+
+
+def _het_local(environ: Mapping[str, str], het: HetJob, group: int,
+               node_name: str) -> tuple[int, int] | None:
+    """(local rank, local size) over the components on a node that several of them share:
+    SLURM_LOCALID counts within one component, earlier components come first (derived, not
+    seen: the Slurm of ci/clusters never puts two components on one node)."""
+    on_node = []
+    for nodes, per_node in _het_components(environ, het):
+        if node_name not in nodes:
+            on_node.append(0)
+            continue
+        try:
+            counts = parse_tasks_per_node(per_node) if per_node else []
+        except PlacementError:
+            return None
+        index = nodes.index(node_name)
+        if index >= len(counts):
+            return None
+        on_node.append(counts[index])
+    local = _int(environ, het.local_rank)
+    if local is None or sum(1 for c in on_node if c) < 2:
+        return None
+    return sum(on_node[:group]) + local, sum(on_node)
 
 
 def _row_values(row: Launcher, environ: Mapping[str, str]) -> tuple[int | None, int | None]:
@@ -250,6 +341,9 @@ def detect(environ: Mapping[str, str], hostname: str | None = None) -> Placement
             node = _int(environ, row.node)
         if instance is None:
             instance = _first(environ, row.instance)
+    het_group, het_local = _het(environ, agreeing, rank, size, host)
+    if het_local is not None:
+        local_rank, local_size = het_local
     if local_rank is None:
         # nothing says how the ranks are spread: assume they all share this node
         local_rank, local_size = rank, size
@@ -266,7 +360,21 @@ def detect(environ: Mapping[str, str], hostname: str | None = None) -> Placement
         job_id=jid,
         batch_system=system,
         instance=instance,
+        het_group=het_group,
     )
+
+
+def _het(environ: Mapping[str, str], agreeing: list[Launcher], rank: int, size: int,
+         host: str) -> tuple[int | None, tuple[int, int] | None]:
+    """(component, local rank and size over the components) of a heterogeneous job's rank."""
+    het = next((row.het for row in agreeing if row.het is not None), None)
+    if het is None:
+        return None, None
+    node_name = _first(environ, het.node_name) or host.split(".")[0]  # node lists: short names
+    group = _het_group(environ, het, rank, size, node_name)
+    if group is None:
+        return None, None
+    return group, _het_local(environ, het, group, node_name)
 
 
 def with_mpi(placement: Placement, rank: int, size: int) -> Placement:
