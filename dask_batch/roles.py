@@ -17,6 +17,7 @@ from typing import Any
 
 from . import output
 from .errors import BatchError
+from .gpus import resource_name
 from .lifecycle import JobWatch, MemberLink, hard_exit_after
 from .placement import Placement
 from .rendezvous import Contact
@@ -255,9 +256,9 @@ async def serve_worker(
     security = security_from(contact.creds)
     name = worker_name(s.name, placement.rank)
     resources = dict(s.resources)
-    if res.gpus:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(res.gpus)
-        resources.setdefault("GPU", len(res.gpus))
+    if res.gpus:  # before the nanny forks the worker, so that its GPU libraries see only these
+        os.environ.update(res.gpu_env)
+        resources.setdefault(resource_name(res.gpu_vendor), len(res.gpus))
     kwargs: dict[str, Any] = {
         "scheduler_ip": contact.address,
         "nthreads": res.nthreads,
