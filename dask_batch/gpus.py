@@ -14,7 +14,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT_ENV = "DASK_BATCH_DEVICE_ROOT"
@@ -62,7 +62,6 @@ class Visible:
     vendor: str | None = None
     units: tuple[str, ...] = ()
     source: str = "none"
-    tiles: dict[int, int] = field(default_factory=dict)  # card position -> tiles (Intel)
 
 
 def device_root(environ: Mapping[str, str]) -> Path:
@@ -144,7 +143,7 @@ def visible(environ: Mapping[str, str], root: Path | None = None) -> Visible:
         source = v.relative if source == "devices" else f"{source} + {v.relative}"
     if v.tiles:
         units = _tile_units(units, tiles, environ, listed=source != "devices")
-    return Visible(v.name, tuple(units), source if units else "none", tiles)
+    return Visible(v.name, tuple(units), source if units else "none")
 
 
 def _tile_units(units: list[str], tiles: dict[int, int], environ: Mapping[str, str],
