@@ -199,7 +199,8 @@ def worker_gpus(
         return None, (), {}
     seen = gpu_vendors.visible(environ)
     per = None if gpus == "auto" else int(gpus)  # type: ignore[arg-type]
-    bound = gpu_vendors.bound_per_task(environ, placement.size)
+    # kept whole only if srun's own list is there: the node's devices are not the task's share
+    bound = seen.source != "devices" and gpu_vendors.bound_per_task(environ, placement.size)
     first = placement.rank - placement.local_rank
     index = placement.local_rank - sum(1 for r in non_worker_ranks if first <= r < placement.rank)
     got = gpu_vendors.share(seen.units, max(index, 0), per, bound)

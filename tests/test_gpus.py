@@ -147,6 +147,13 @@ def test_srun_bound_task_keeps_what_it_was_given(tmp_path):
         worker(tmp_path / "b", ("amd", 8), env, 5, 6, gpus_setting="3")
 
 
+def test_srun_binding_without_its_list_still_shares_by_index(tmp_path):
+    """--gpus-per-task but no visibility variable (no gres env): the node's devices are not
+    this task's own, so the worker takes one by its index rather than all of them."""
+    r = worker(tmp_path, ("nvidia", 4), SRUN_BOUND, 3, 6)
+    assert r.gpus == ("1",)
+
+
 def test_probe_counts_when_the_tree_lists_no_devices(tmp_path, monkeypatch):
     """/dev/kfd but no /sys (a container): rocm-smi, if installed, counts the GPUs."""
     (tmp_path / "dev").mkdir()
