@@ -8,9 +8,10 @@ from typing import Any
 
 from . import config  # noqa: F401  (loads the batch defaults)
 from .errors import BatchError
+from .gpus import visible as visible_gpus
 from .mpi import available as mpi_available
 from .placement import Placement, detect
-from .resources import gpu_list, resolve
+from .resources import resolve
 from .settings import resolve as settings
 from .transport import choose_interface, interfaces
 
@@ -28,8 +29,11 @@ def collect(environ: Mapping[str, str], interface: str | None = None,
         p, mpi_note = _with_mpi(p, s.rendezvous_timeout)
     nics = interfaces()
     chosen = choose_interface(s.interface, nics, p.local_size == p.size)
+    # GPUs as a worker would take them: --gpus auto unless set (without it a worker takes none)
+    per = s.gpus if s.gpus not in (None, 0, "0", "none") else "auto"
     res = resolve(p, environ, non_worker_ranks=s.non_worker_ranks(), nthreads=s.nthreads,
-                  memory_limit=s.memory_limit, local_dir=s.local_directory, gpus=s.gpus)
+                  memory_limit=s.memory_limit, local_dir=s.local_directory, gpus=per)
+    seen = visible_gpus(environ)
     return {
         "launcher": p.launcher,
         "rank": p.rank,
@@ -52,7 +56,12 @@ def collect(environ: Mapping[str, str], interface: str | None = None,
         "node_memory": res.node_memory,
         "local_workers": res.local_workers,
         "local_directory": res.local_directory,
-        "gpus": gpu_list(environ),
+        "gpus": list(seen.units),
+        "gpu_vendor": seen.vendor,
+        "gpu_source": seen.source,
+        "gpu_per_worker": per,
+        "gpu_share": list(res.gpus),
+        "gpu_env": res.gpu_env,
         "sources": res.sources,
     }
 
@@ -80,8 +89,17 @@ def render(d: dict[str, Any]) -> str:
         f"worker     {d['nthreads']} threads ({d['sources'].get('nthreads')}), "
         f"{format_bytes(d['memory_limit'])} ({d['sources'].get('memory_limit')})",
         f"scratch    {d['local_directory']}",
-        f"gpus       {','.join(d['gpus']) or 'none'}",
+        f"gpus       {_gpus_line(d)}",
         f"mpi4py     {'installed' if d['mpi4py'] else 'not installed'}"
         + (f" (MPI: {d['mpi']})" if d.get("mpi") else ""),
     ]
     return "\n".join(lines)
+
+
+def _gpus_line(d: dict[str, Any]) -> str:
+    if not d["gpus"]:
+        return "none"
+    env = " ".join(f"{k}={v}" for k, v in d["gpu_env"].items())
+    return (f"{d['gpu_vendor']} {','.join(d['gpus'])} ({d['gpu_source']}); as a worker with "
+            f"--gpus {d['gpu_per_worker']}: {','.join(d['gpu_share']) or 'none'}"
+            + (f" ({env})" if env else ""))

@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import gpus as gpu_vendors
 from .errors import BatchError
+from .gpus import assign_gpus  # noqa: F401  (public here before gpus.py existed)
 from .placement import Placement
 from .units import parse_memory
 
@@ -30,6 +32,8 @@ class Resources:
     local_workers: int  # worker ranks sharing this node
     local_directory: str
     gpus: tuple[str, ...] = field(default_factory=tuple)
+    gpu_vendor: str | None = None
+    gpu_env: dict[str, str] = field(default_factory=dict)  # set in the worker before it starts
     sources: dict[str, str] = field(default_factory=dict)  # where each figure came from
 
     def as_dict(self) -> dict:
@@ -84,21 +88,8 @@ def node_memory(environ: Mapping[str, str], physical: int, cgroup: int | None) -
 
 
 def gpu_list(environ: Mapping[str, str]) -> list[str]:
-    """GPUs visible to this process: CUDA_VISIBLE_DEVICES, else /dev/nvidiaN."""
-    visible = environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return [g for g in visible.split(",") if g.strip() and g.strip() != "-1"]
-    return sorted(
-        (p.name[len("nvidia") :] for p in Path("/dev").glob("nvidia[0-9]*")), key=int
-    )
-
-
-def assign_gpus(gpus: list[str], local_worker_index: int, per_worker: int) -> tuple[str, ...]:
-    """The GPUs of one worker: a contiguous block chosen by its index among the node's workers."""
-    if per_worker <= 0 or not gpus:
-        return ()
-    start = (local_worker_index * per_worker) % len(gpus)
-    return tuple(gpus[(start + i) % len(gpus)] for i in range(min(per_worker, len(gpus))))
+    """GPUs visible to this process (any vendor): the launcher's list, else the node's devices."""
+    return list(gpu_vendors.visible(environ).units)
 
 
 def local_directory(environ: Mapping[str, str]) -> str:
@@ -160,18 +151,7 @@ def resolve(
         limit = parse_memory(memory_limit)  # type: ignore[arg-type]
         sources["memory_limit"] = "set"
 
-    gpu_ids: tuple[str, ...] = ()
-    if gpus not in (None, 0, "0", "none"):
-        found = gpu_list(environ)
-        per = 1 if gpus == "auto" else int(gpus)  # type: ignore[arg-type]
-        first = placement.rank - placement.local_rank
-        index = placement.local_rank - sum(
-            1 for r in non_worker_ranks if first <= r < placement.rank
-        )
-        gpu_ids = assign_gpus(found, max(index, 0), per)
-        if gpus != "auto" and len(found) < per:
-            raise ResourceError(f"asked for {per} GPUs per worker, this node shows {len(found)}")
-
+    vendor, gpu_ids, gpu_env = worker_gpus(placement, environ, non_worker_ranks, gpus, sources)
     return Resources(
         nthreads=nthreads,
         memory_limit=limit,
@@ -179,5 +159,32 @@ def resolve(
         local_workers=workers_here,
         local_directory=local_dir or local_directory(environ),
         gpus=gpu_ids,
+        gpu_vendor=vendor,
+        gpu_env=gpu_env,
         sources=sources,
     )
+
+
+def worker_gpus(
+    placement: Placement,
+    environ: Mapping[str, str],
+    non_worker_ranks: tuple[int, ...],
+    gpus: str | int | None,
+    sources: dict[str, str],
+) -> tuple[str | None, tuple[str, ...], dict[str, str]]:
+    """This worker's vendor, GPUs and the variables that show it only those, by local rank."""
+    if gpus in (None, 0, "0", "none"):
+        return None, (), {}
+    seen = gpu_vendors.visible(environ)
+    per = None if gpus == "auto" else int(gpus)  # type: ignore[arg-type]
+    # kept whole only if srun's own list is there: the node's devices are not the task's share
+    bound = seen.source != "devices" and gpu_vendors.bound_per_task(environ, placement.size)
+    first = placement.rank - placement.local_rank
+    index = placement.local_rank - sum(1 for r in non_worker_ranks if first <= r < placement.rank)
+    got = gpu_vendors.share(seen.units, max(index, 0), per, bound)
+    if per is not None and len(got) < per:
+        where = "this task was given" if bound else "this node shows"
+        raise ResourceError(f"asked for {per} GPUs per worker, {where} {len(seen.units)}")
+    if got:
+        sources["gpus"] = seen.source + (" (bound per task)" if bound else "")
+    return seen.vendor, got, gpu_vendors.worker_env(seen.vendor, got, environ)

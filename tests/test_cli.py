@@ -10,6 +10,7 @@ import time
 
 import pytest
 from conftest import BIN, MPIEXEC, ROOT, job_env, kill_tagged, mpiexec, require, run_job
+from gpu_trees import fake_tree
 
 DASK_BATCH = str(BIN / "dask-batch")
 SCRIPT = str(ROOT / "mpi_tests" / "client_script.py")
@@ -302,6 +303,51 @@ def test_gpus_auto_one_gpu_per_worker_rank(tmp_path):
     assert out["seen"] == ["4", "5", "6"], out
     assert all(r == {"GPU": 1} for r in out["res"].values()) and len(out["res"]) == 3, out
     assert out["on"] in ("4", "5", "6")
+
+
+@pytest.mark.timeout(120)
+def test_gpus_auto_amd_one_gpu_per_worker_rank(tmp_path):
+    """A fake AMD node (8 GPUs, /dev/kfd) that the launcher narrowed to ROCR_VISIBLE_DEVICES=2,3:
+    the 2 worker ranks get one each (ROCr ids; HIP counts from 0 inside), advertise GPU=1, and
+    a GPU-annotated task runs on one of them."""
+    script = tmp_path / "gpus.py"
+    script.write_text(
+        "import json, os\n"
+        "from distributed import Client\n"
+        "def env():\n"
+        "    return os.environ['ROCR_VISIBLE_DEVICES'] + '/' + os.environ['HIP_VISIBLE_DEVICES']\n"
+        "with Client() as c:\n"
+        "    c.wait_for_workers(2, timeout=60)\n"
+        "    seen = c.run(env)\n"
+        "    res = [w['resources'] for w in c.scheduler_info()['workers'].values()]\n"
+        "    on = c.submit(env, resources={'GPU': 1})\n"
+        "    print(json.dumps({'seen': sorted(seen.values()), 'res': res, 'on': on.result()}))\n"
+    )
+    root = fake_tree(tmp_path / "node", "amd", 8)
+    env = job_env("gpus-amd", DASK_BATCH_DEVICE_ROOT=str(root), ROCR_VISIBLE_DEVICES="2,3")
+    job = run_job(mpiexec(4, DASK_BATCH, "--gpus", "auto", "run", str(script)), env=env)
+    assert job.returncode == 0, job
+    out = json_line(job.stdout)
+    assert out["seen"] == ["2/0", "3/0"], out
+    assert out["res"] == [{"GPU": 1}, {"GPU": 1}], out
+    assert out["on"] in ("2/0", "3/0"), out
+
+
+@pytest.mark.timeout(60)
+def test_info_shows_vendor_and_each_ranks_intel_tile(tmp_path):
+    """info --json under mpiexec -n 4 on a fake Intel node (2 GPUs of 2 tiles): the vendor, the
+    node's tiles, and for ranks 2 and 3 (the workers) their own tile as "card.tile"."""
+    root = fake_tree(tmp_path, "intel", 2, tiles=2)
+    env = job_env("gpus-info", DASK_BATCH_DEVICE_ROOT=str(root))
+    job = run_job(mpiexec(4, DASK_BATCH, "info", "--json"), env=env)
+    assert job.returncode == 0, job
+    docs = {d["rank"]: d for d in json.loads("[" + job.stdout.replace("}\n{", "},\n{") + "]")}
+    assert {(d["gpu_vendor"], tuple(d["gpus"])) for d in docs.values()} == {
+        ("intel", ("0.0", "0.1", "1.0", "1.1"))}
+    assert [docs[r]["gpu_env"].get("ZE_AFFINITY_MASK") for r in (2, 3)] == ["0.0", "0.1"]
+    text = run_job(mpiexec(1, DASK_BATCH, "info"), env=env)
+    assert "gpus       intel 0.0,0.1,1.0,1.1 (devices); as a worker with --gpus auto: 0.0 " \
+           "(ZE_AFFINITY_MASK=0.0 ZE_FLAT_DEVICE_HIERARCHY=COMPOSITE)" in text.stdout, text
 
 
 def test_initialize_dask_mpi_arguments_tcp_and_bad_interface(tmp_path):

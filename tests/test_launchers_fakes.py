@@ -336,8 +336,29 @@ def fake_flux(args: list[str]) -> None:
         fail(f"flux: test fake: unknown subcommand {sub!r}", 1)
 
 
+def fake_pals_mpiexec(args: list[str]) -> None:
+    """HPE PALS mpiexec inside a PBS job: -n N --ppn P [--depth D] [--cpu-bind KIND] PROGRAM;
+    the nodes are the job's ($PBS_NODEFILE), at most P ranks on each."""
+    table = {"-n": r"\d+", "--np": r"\d+", "--ppn": r"\d+", "-ppn": r"\d+", "--depth": r"\d+",
+             "-d": r"\d+", "--cpu-bind": r"none|core|depth|numa|socket|list:[\d:,-]+"}
+    given, rest = parse_flags(args, table, "mpiexec")
+    alias = {"--np": "-n", "-ppn": "--ppn", "-d": "--depth"}
+    opts = {alias.get(k, k).lstrip("-"): v for k, v in given}
+    if "n" not in opts or not rest:
+        fail("mpiexec: test fake: expected -n N [--ppn P] ... PROGRAM", 1)
+    if opts.get("cpu-bind") == "depth" and "depth" not in opts:
+        fail("mpiexec: --cpu-bind depth needs --depth", 1)
+    nodes = len(set(Path(os.environ["PBS_NODEFILE"]).read_text().split()))
+    n, ppn = int(opts["n"]), int(opts.get("ppn", 1))
+    if n > nodes * ppn:
+        fail(f"mpiexec: {n} ranks do not fit {nodes} node(s) x --ppn {ppn}", 1)
+    os.environ.update(PALS_APID=f"{os.getpid()}.0", PALS_NODEID="0")  # one node here
+    exec_ranks(n, rest, {"PALS_RANKID": "PMI_RANK", "PALS_LOCAL_RANKID": "MPI_LOCALRANKID",
+                         "PALS_LOCAL_SIZE": "MPI_LOCALNRANKS"})
+
+
 FAKES = {"qsub": fake_qsub, "bsub": fake_bsub, "mpirun": fake_mpirun, "jsrun": fake_jsrun,
-         "flux": fake_flux}
+         "flux": fake_flux, "pals-mpiexec": fake_pals_mpiexec}
 
 if __name__ == "__main__":
     record(sys.argv[1], sys.argv[2:])
@@ -654,10 +675,15 @@ def test_mpirun_hosts_sigterm_reaches_the_client(tmp_path, tag):
 
 
 TEMPLATES = ["slurm.sbatch", "slurm-lab.sbatch", "sge.qsub", "pbs.qsub", "pbs-lab.qsub",
-             "lsf.bsub", "flux.sh", "mpirun-hosts.sh"]
+             "lsf.bsub", "flux.sh", "mpirun-hosts.sh",
+             "cray-ex-nvidia.sbatch", "slurm-amd.sbatch", "pbs-pals-intel.qsub"]  # docs/sites.md
+SLURM_TEMPLATES = ("slurm.sbatch", "slurm-lab.sbatch", "cray-ex-nvidia.sbatch",
+                   "slurm-amd.sbatch")
 EARLY_SIGNAL = {  # template -> (regex of its early-warning request, the signal it sends)
     "slurm.sbatch": (r"^#SBATCH --signal=(\w+)@\d+", None),
     "slurm-lab.sbatch": (r"^#SBATCH --signal=(\w+)@\d+", None),
+    "cray-ex-nvidia.sbatch": (r"^#SBATCH --signal=(\w+)@\d+", None),
+    "slurm-amd.sbatch": (r"^#SBATCH --signal=(\w+)@\d+", None),
     "lsf.bsub": (r"^#BSUB -wa (\w+)", None),
     "flux.sh": (r"^# flux: --signal=(\w+)@", None),
     "sge.qsub": (r"^#\$ -l h_rt=[\d:]+,s_rt=", "USR1"),  # Grid Engine's s_rt sends SIGUSR1
@@ -691,13 +717,13 @@ def test_early_signals_are_walltime_signals():
         acted_on = signals + (json.loads(added.group(1)) if added else [])
         assert sig in acted_on, f"{name}: {sig} is not one of {acted_on}"
     # Slurm: to the steps' tasks (the ranks), not only the batch shell ("B:")
-    for name in ("slurm.sbatch", "slurm-lab.sbatch"):
+    for name in SLURM_TEMPLATES:
         assert "#SBATCH --signal=B:" not in (LAUNCHERS / name).read_text()
 
 
 def test_dead_worker_flags_where_the_launcher_has_them():
     text = {n: (LAUNCHERS / n).read_text() for n in TEMPLATES}
-    for name in ("slurm.sbatch", "slurm-lab.sbatch"):
+    for name in SLURM_TEMPLATES:
         assert re.search(r"^srun .*--kill-on-bad-exit=0 --no-kill", text[name], re.M), name
     assert re.search(r"^exec flux run .*-o exit-timeout=none", text["flux.sh"], re.M)
     # hydra has no such flag (tests/test_lifecycle.py): no template may claim one

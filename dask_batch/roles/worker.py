@@ -9,6 +9,7 @@ import signal
 from typing import Any
 
 from .. import output
+from ..gpus import resource_name
 from ..lifecycle import MemberLink, hard_exit_after
 from ..placement import Placement
 from ..rendezvous import Contact
@@ -93,9 +94,9 @@ def worker_class_and_options(s: Settings, placement: Placement, contact: Contact
     from distributed.utils import import_term
 
     resources = dict(s.resources)
-    if res.gpus:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(res.gpus)
-        resources.setdefault("GPU", len(res.gpus))
+    if res.gpus:  # before the nanny forks the worker, so that its GPU libraries see only these
+        os.environ.update(res.gpu_env)
+        resources.setdefault(resource_name(res.gpu_vendor), len(res.gpus))
     kwargs: dict[str, Any] = {
         "scheduler_ip": contact.address,
         "nthreads": res.nthreads,
