@@ -45,6 +45,11 @@ def configure(level: str) -> None:
 
 
 def quiet() -> None:
-    """The job is ending: teardown noise (CommClosedError and heartbeat tracebacks) is not news."""
-    for name in ("distributed", "tornado", "asyncio"):
+    """The job is ending: teardown noise (CommClosedError and heartbeat tracebacks) is not news.
+
+    distributed's logging config gives some loggers levels of their own (``distributed.client``:
+    warning), which a level on ``distributed`` does not reach: set every one."""
+    names = [n for n in logging.root.manager.loggerDict
+             if n.split(".")[0] in ("distributed", "tornado", "asyncio")]
+    for name in ("distributed", "tornado", "asyncio", *names):
         logging.getLogger(name).setLevel(logging.CRITICAL)

@@ -36,7 +36,7 @@ from .rendezvous import (
     wait_for_scheduler_file,
     write_scheduler_file,
 )
-from .roles import ClientEnd
+from .roles import ClientEnd, within
 from .settings import Settings, resolve
 
 logger = logging.getLogger("dask_batch")
@@ -198,7 +198,7 @@ class BatchRunner:
             return self._serve_scheduler(here)
         contact = self._meet(s, method, comm, here.path, placement)
         if self.role == "worker":
-            return self._end(asyncio.run(self._worker(here, contact)))
+            return self._end(self._run(self._worker(here, contact)))
         self._become_client(s, contact)
         if not s.exclusive_workers:  # the client's rank works too, on a thread of its own
             threading.Thread(target=asyncio.run, name="dask-batch-worker", daemon=True,
@@ -235,7 +235,7 @@ class BatchRunner:
         try:
             if path:
                 check_writable(path)
-            code = asyncio.run(coro)
+            code = self._run(coro)
         except BaseException as e:
             if not published:  # tell the waiting ranks at once, not after their timeout
                 with contextlib.suppress(Exception):
@@ -260,8 +260,7 @@ class BatchRunner:
             return await scheduler
         finally:
             if worker is not None:
-                with contextlib.suppress(Exception, asyncio.TimeoutError):
-                    await asyncio.wait_for(worker, here.s.shutdown_grace)
+                await within(worker, here.s.shutdown_grace)
 
     def _worker(self, here: _Rank, contact: Contact, beside: str | None = None) -> Any:
         """The worker coroutine of this rank; ``beside`` another role on the same rank."""
@@ -279,7 +278,7 @@ class BatchRunner:
             gpus=s.gpus,
         )
         return serve_worker(s, here.placement, contact, here.interface, here.protocol, res,
-                            signals=beside is None)
+                            signals=beside is None, exiting=self._exit)
 
     def _meet(
         self, s: Settings, method: str, comm: Any, path: str | None, placement: Placement
@@ -352,6 +351,17 @@ class BatchRunner:
         """Tell the scheduler the client is done with ``code``; the cluster then stops."""
         if self._client_end is not None and self.role in ("client", "scheduler"):
             self._client_end.finish(code)
+
+    def _run(self, coro: Any) -> int:
+        """Run a role's coroutine. When the process ends next, without asyncio.run's teardown:
+        it cancels every task and waits for them, and a task waiting on a thread that runs a
+        user's task (``time.sleep(30)`` fired and forgotten) holds this rank back, so that
+        MPI_Finalize on the other ranks waits for it in vain."""
+        if not self._exit:
+            return asyncio.run(coro)
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(coro)
 
     def _end(self, code: int) -> bool:
         if self._exit:

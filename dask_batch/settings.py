@@ -40,6 +40,7 @@ class Settings:
     interface: str | None = None
     secure: bool = True
     nanny: bool = False
+    start_method: str = "fork"  # how a nanny starts its worker process: fork | spawn
     nthreads: int | None = None
     memory_limit: Any = "auto"
     local_directory: str | None = None
@@ -104,6 +105,7 @@ _KEYS = {  # Settings field -> dask config key under "batch."
     "interface": "interface",
     "secure": "secure",
     "nanny": "worker.nanny",
+    "start_method": "worker.start-method",
     "nthreads": "worker.nthreads",
     "memory_limit": "worker.memory-limit",
     "local_directory": "worker.local-directory",
@@ -204,6 +206,7 @@ def check(s: Settings) -> Settings:
         log_level=level,
         secure=config.as_bool(s.secure, "secure"),
         nanny=config.as_bool(s.nanny, "worker.nanny"),
+        start_method=config.choice(s.start_method, "worker.start-method", ("fork", "spawn")),
         dashboard=config.as_bool(s.dashboard, "dashboard"),
         client_on_scheduler=config.as_bool(s.client_on_scheduler, "client-on-scheduler")
         or (s.client_at is not None and s.client_at == s.scheduler_rank and s.scheduler),

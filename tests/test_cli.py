@@ -369,3 +369,17 @@ def test_initialize_dask_mpi_arguments_tcp_and_bad_interface(tmp_path):
     assert job.returncode == 2, job
     assert job.stderr.count("no interface named 'nosuch0'") == 1, job
     assert "Traceback" not in job.stderr
+
+
+@pytest.mark.parametrize("how", ["run", "initialize"])
+def test_whole_client_api_ends_clean_and_at_once(how):
+    """as_completed, secede/rejoin, asynchronous clients, tasks still running or pending at
+    the end: rc 0, no traceback, and no rank left waiting (MPI_Finalize forced after 10 s)."""
+    script = str(ROOT / "mpi_tests" / "whole_client_api.py")
+    argv = ([DASK_BATCH, "--no-dashboard", "run", script] if how == "run"
+            else [sys.executable, script, "--initialize"])
+    job = run_job(mpiexec(5, *argv), timeout=90)
+    assert job.returncode == 0, job
+    assert job.stdout.split() == ["squares", "40425", "fib", "55", "async", "6"], job
+    assert "Traceback" not in job.stderr and "Error" not in job.stderr, job
+    assert "MPI_Finalize did not return" not in job.stderr, job

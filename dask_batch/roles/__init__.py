@@ -7,9 +7,17 @@ client on its main thread, never at import (dask-jobqueue #667).
 """
 
 from .client import ClientEnd
-from .common import abrupt_end, ignore_peer_failure_notice, role_of, walltime_signals, worker_name
+from .common import (
+    abrupt_end,
+    ignore_peer_failure_notice,
+    role_of,
+    walltime_signals,
+    within,
+    worker_name,
+)
 from .scheduler import SchedulerStartError, serve_scheduler
 from .worker import serve_worker
 
 __all__ = ["ClientEnd", "SchedulerStartError", "abrupt_end", "ignore_peer_failure_notice",
-           "role_of", "serve_scheduler", "serve_worker", "walltime_signals", "worker_name"]
+           "role_of", "serve_scheduler", "serve_worker", "walltime_signals", "within",
+           "worker_name"]

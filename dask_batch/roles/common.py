@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+from collections.abc import Awaitable
 
 from ..settings import Settings
 
@@ -51,3 +53,16 @@ def abrupt_end(protocol: str) -> bool:
     no rank closes: each exits, and the kernel tears the connections down.
     """
     return protocol == "ucx"
+
+
+async def within(step: Awaitable, seconds: float) -> None:
+    """Await ``step`` for at most ``seconds``, then go on, whatever it does.
+
+    Not ``asyncio.wait_for``: on its timeout that waits for the cancelled step to finish, and
+    a worker's close waits for its threads, one of which may run a user's ``time.sleep(30)``."""
+    task = asyncio.ensure_future(step)
+    await asyncio.wait([task], timeout=seconds)
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled():
+        task.exception()  # retrieved: a failed close at the end is not news

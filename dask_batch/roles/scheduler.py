@@ -16,7 +16,7 @@ from ..placement import Placement
 from ..rendezvous import Contact
 from ..security import security_from
 from ..settings import Settings
-from .common import abrupt_end, walltime_signals, worker_name
+from .common import abrupt_end, walltime_signals, within, worker_name
 
 logger = logging.getLogger("dask_batch")
 
@@ -71,10 +71,7 @@ async def serve_scheduler(
         loop.remove_signal_handler(sig)
     await watch.release_members(members, s.shutdown_grace)
     if not abrupt_end(protocol):
-        try:
-            await asyncio.wait_for(scheduler.close(reason="job finished"), s.shutdown_grace)
-        except (asyncio.TimeoutError, Exception):
-            pass
+        await within(scheduler.close(reason="job finished"), s.shutdown_grace)
     # the client's own rank carries the job's exit code; the scheduler only adds its failures
     return 0 if watch.client_code is not None or watch.client_lost else code
 

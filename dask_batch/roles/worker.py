@@ -16,7 +16,7 @@ from ..rendezvous import Contact
 from ..resources import Resources
 from ..security import security_from
 from ..settings import Settings
-from .common import abrupt_end, walltime_signals, worker_name
+from .common import abrupt_end, walltime_signals, within, worker_name
 
 logger = logging.getLogger("dask_batch")
 
@@ -29,17 +29,24 @@ async def serve_worker(
     protocol: str,
     res: Resources,
     signals: bool = True,
+    exiting: bool = True,
 ) -> int:
     """Run one worker (or nanny) until the scheduler releases it or is lost; return the code.
 
     ``signals=False``: a worker beside the scheduler or the client on their rank
-    (``--inclusive-workers``), whose signals are theirs to take.
+    (``--inclusive-workers``), whose signals are theirs to take. ``exiting``: the process
+    ends with the job (not ``exit=False``), taking a nanny's worker process with it.
     """
+    from distributed import Nanny
+
     security = security_from(contact.creds)
     cls, kwargs = worker_class_and_options(s, placement, contact, interface, protocol, res,
                                            security)
     outcome: asyncio.Future = asyncio.get_running_loop().create_future()
-    abrupt = abrupt_end(protocol)
+    # released: leave now. UCX must not close its endpoints (see abrupt_end); a nanny's close
+    # waits for its worker process to wind down (seconds) while that process dies with the
+    # nanny anyway (distributed's parent-alive pipe, and the orphan guard's PDEATHSIG)
+    abrupt = abrupt_end(protocol) or (exiting and issubclass(cls, Nanny))
 
     def lost() -> None:
         logger.error(
@@ -49,8 +56,8 @@ async def serve_worker(
         if not outcome.done():
             outcome.set_result(1)
 
-    def released() -> None:  # UCX: leave now, without closing endpoints (see abrupt_end)
-        if abrupt and not outcome.done():
+    def released() -> None:  # the job is over: close now (bounded), or leave (abrupt)
+        if not outcome.done():
             outcome.set_result(0)
 
     link = MemberLink(contact.address, security, placement.rank, "worker",
@@ -76,10 +83,7 @@ async def serve_worker(
             # not released by the scheduler (lost it, Ctrl-C, own allocation ending): a close
             # that waits on a scheduler going away or gone gains nothing; bound it tightly
             grace = s.shutdown_grace if link.released or code == 0 else 1.0
-            try:
-                await asyncio.wait_for(worker.close(reason="job finished"), grace)
-            except (asyncio.TimeoutError, Exception):
-                pass
+            await within(worker.close(reason="job finished"), grace)
         return code
     finally:
         if serving is not None:
@@ -115,7 +119,7 @@ def worker_class_and_options(s: Settings, placement: Placement, contact: Contact
         # a worker orphaned by a killed nanny must not outlive it
         kwargs["preload"] = ["dask_batch._orphan_guard"]
         cls = Nanny
-        _spawn_safely()
+        _choose_start_method(s.start_method if protocol != "ucx" else "spawn")
     kwargs.update(s.worker_options)
     return cls, kwargs
 
@@ -153,6 +157,29 @@ async def _start(cls: type, kwargs: dict[str, Any], rank: int) -> Any:
                 logger.error("worker rank %d failed to start: %s", rank, e)
                 return None
     return None
+
+
+def _choose_start_method(method: str) -> None:
+    """fork: the worker process starts from this interpreter, with distributed imported and
+    no second import (a spawn costs each worker rank one more ``import distributed``, 0.5 s of
+    CPU, on the job's start-up path). UCX keeps spawn: its state does not survive a fork."""
+    import dask.config
+
+    dask.config.set({"distributed.worker.multiprocessing-method": method})
+    if method == "spawn":
+        _spawn_safely()
+    else:
+        os.register_at_fork(after_in_child=_forget_rank_signals)
+
+
+def _forget_rank_signals() -> None:
+    """In the forked worker process: the rank's signal handlers and the wakeup fd of its loop
+    are the nanny's. Left in place, a SIGTERM from the nanny to its worker would reach the
+    nanny's loop through the shared pipe and pass for a walltime signal of the job."""
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _spawn_safely() -> None:
