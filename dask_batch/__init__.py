@@ -14,7 +14,9 @@ __all__ = [
     "AllocationEnding",
     "BatchRunner",
     "WorldTooSmallException",
+    "connect",
     "initialize",
+    "security_for",
     "send_close_signal",
     "__version__",
 ]
@@ -24,6 +26,8 @@ _LAZY = {
     "WorldTooSmallException": ".runner",
     "AllocationEnding": ".lifecycle",
     "initialize": ".dask_mpi_compat",
+    "connect": ".outside",
+    "security_for": ".outside",
     "send_close_signal": ".dask_mpi_compat",
     "AddOnWorkers": ".submit",
 }

@@ -24,6 +24,7 @@ from . import mpi as mpi_
 from .client_end import ClientEnd
 from .errors import BatchError
 from .lifecycle import AllocationEnding, exit_code_of, flush_and_exit, report_and_exit
+from .outside import remove_state, write_state
 from .placement import Placement, detect
 from .rendezvous import (
     Contact,
@@ -206,6 +207,9 @@ class BatchRunner:
                 if comm is not None:
                     mpi_publish(comm, contact)
                 if path:
+                    if contact.creds and contact.address.startswith("tls://"):
+                        # first: whoever sees the scheduler file finds the credentials
+                        write_state(contact.address, contact.creds, path)
                     write_scheduler_file(path, contact)
 
             coro = serve_scheduler(
@@ -213,7 +217,7 @@ class BatchRunner:
                 signals=s.client_rank != 0,  # a thread cannot take signals: the client forwards
             )
             if s.client_rank == 0:
-                self._serve_in_thread(coro, published)
+                self._serve_in_thread(coro, published, path)
                 return True
             try:
                 if path:
@@ -225,8 +229,8 @@ class BatchRunner:
                         publish(Contact(address="", job=placement.job_stamp,
                                         extra={"error": str(e) or type(e).__name__}))
                 raise
-            if path and published:
-                remove_scheduler_file(path, published[0])
+            finally:
+                _forget(path, published)
             return self._end(code)
 
         contact = self._meet(s, method, comm, path, placement)
@@ -269,7 +273,7 @@ class BatchRunner:
         return wait_for_scheduler_file(path, s.rendezvous_timeout, stamp, not_before,
                                        probe_before)
 
-    def _serve_in_thread(self, coro: Any, published: list[Contact]) -> None:
+    def _serve_in_thread(self, coro: Any, published: list[Contact], path: str | None) -> None:
         """Client on rank 0: the scheduler serves on a thread, the client runs here."""
         started = threading.Event()
         result: list[Any] = []
@@ -280,6 +284,7 @@ class BatchRunner:
             except BaseException as e:
                 result.append(e)
             finally:
+                _forget(path, published)
                 started.set()
 
         # signal handlers can only be set from the main thread: the scheduler's are skipped
@@ -332,6 +337,14 @@ def _method(s: Settings, comm: Any) -> str:
     if not s.scheduler:
         return "file" if s.scheduler_file else "address"
     return "mpi" if comm is not None else "file"
+
+
+def _forget(path: str | None, published: list[Contact]) -> None:
+    """The scheduler has ended: remove its scheduler file and outside clients' credentials."""
+    if not path or not published or not published[0].address:
+        return
+    remove_state(published[0].address)
+    remove_scheduler_file(path, published[0])
 
 
 def _process_start() -> float:
