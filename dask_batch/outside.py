@@ -100,7 +100,7 @@ def remove_state(address: str) -> None:
 def read_state(address: str) -> dict[str, str]:
     """The client credentials of ``address``; OutsideError naming the fix if there are none."""
     path = state_file(address)
-    fix = "or connect with dask_batch.connect(SCHEDULER_FILE)"
+    fix = "connect with dask_batch.connect(SCHEDULER_FILE)"
     try:
         with open(path) as f:
             st = os.fstat(f.fileno())
@@ -108,8 +108,8 @@ def read_state(address: str) -> dict[str, str]:
     except FileNotFoundError:
         raise OutsideError(
             f"no dask-batch credentials for {outside_address(address)} at {path}: the job has "
-            f"ended, or runs where {state_dir()} is another directory (set "
-            f"DASK_BATCH_STATE_DIR to the job's) {fix}") from None
+            "ended, or its scheduler does not see this directory (set DASK_BATCH_STATE_DIR to "
+            f"one that both see), or {fix}") from None
     except PermissionError:
         raise OutsideError(
             f"cannot read the credentials file {path}: only the user who started the job can "
