@@ -6,12 +6,13 @@ the caller brings none (a plain ``Client(scheduler_file=F)``); see ``outside``.
 
 from __future__ import annotations
 
+import os
 import ssl
 from typing import Any
 
 from distributed.comm.tcp import TLSBackend, TLSConnector
 
-from .outside import SCHEME, OutsideError, read_state
+from .outside import SCHEME, OutsideError, read_state, state_file
 
 _PREFIX = f"{SCHEME}://"
 
@@ -28,11 +29,27 @@ class BatchTLSConnector(TLSConnector):
         return await super().connect(address, deserialize=deserialize, **connection_args)
 
 
+# one context per credentials file as it is now: a client opens several connections, and each
+# new context writes the PEM text to temporary files for OpenSSL
+_contexts: dict[tuple[str, int, int], ssl.SSLContext] = {}
+
+
 def _client_context(loc: str) -> ssl.SSLContext:
     from .security import security_from
 
-    context = security_from(read_state(_PREFIX + loc)).get_connection_args("client")
-    return context["ssl_context"]
+    address = _PREFIX + loc
+    try:
+        st = os.stat(state_file(address))
+        key = (loc, st.st_ino, st.st_mtime_ns)
+    except OSError:
+        key = None  # read_state says why
+    if key in _contexts:
+        return _contexts[key]
+    context = security_from(read_state(address)).get_connection_args("client")["ssl_context"]
+    if key is not None:
+        _contexts.clear()  # an older file of this address, or of a job long gone
+        _contexts[key] = context
+    return context
 
 
 class BatchTLSBackend(TLSBackend):

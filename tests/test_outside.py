@@ -29,7 +29,8 @@ PLAIN = """
 import sys
 from distributed import Client
 with Client(scheduler_file=sys.argv[1], timeout=10) as client:
-    print(client.submit(sum, range(10)).result(), client.scheduler.address)
+    print(client.submit(sum, range(10)).result(), client.scheduler.address,
+          client.dashboard_link)
     if sys.argv[2:] == ["shutdown"]:
         client.shutdown()
 """
@@ -61,7 +62,8 @@ class ServeJob:
             assert self.proc.poll() is None, self.proc.communicate()
             assert time.monotonic() < deadline, "no scheduler file after 60 s"
             time.sleep(0.05)
-        self.address = json.load(open(self.sched))["address"]
+        data = json.load(open(self.sched))
+        self.address, self.dashboard = data["address"], data["services"]["dashboard"]
 
     def plain(self, *args: str, env: dict[str, str] | None = None,
               timeout: float = 60) -> subprocess.CompletedProcess:
@@ -70,11 +72,15 @@ class ServeJob:
                               timeout=timeout)
 
     def stop(self) -> None:
+        """End the job as its users do (a client's shutdown); kill it if that fails."""
         if self.proc.poll() is None:
-            self.proc.terminate()
+            from dask_batch import connect
+
             try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
+                with connect(self.sched, timeout=5) as client:
+                    client.shutdown()
+                self.proc.wait(20)
+            except Exception:
                 self.proc.kill()
                 self.proc.wait(5)
 
@@ -102,7 +108,8 @@ def test_plain_client_computes_and_the_credentials_go_with_the_job(serve):
     assert stat.S_IMODE(os.stat(job.state).st_mode) == 0o700
     got = job.plain("shutdown")
     assert got.returncode == 0, got.stderr
-    assert got.stdout.split() == ["45", job.address]
+    # the dashboard link works out from the new scheme's host as from tls://
+    assert got.stdout.split() == ["45", job.address, job.dashboard]
     assert job.proc.wait(30) == 0, job.proc.stderr.read()
     assert not os.path.exists(creds)  # removed when the job ended
     assert not os.path.exists(job.sched)
@@ -189,7 +196,7 @@ def test_insecure_is_plain_tcp_and_any_client_connects(serve):
     assert job.address.startswith("tcp://127.0.0.1:"), job.address
     got = job.plain("shutdown", env={**job.env, "DASK_BATCH_STATE_DIR": job.state + "-none"})
     assert got.returncode == 0, got.stderr
-    assert got.stdout.split() == ["45", job.address]
+    assert got.stdout.split() == ["45", job.address, job.dashboard]
     assert not os.path.exists(job.state)  # nothing to protect, nothing written
     assert job.proc.wait(30) == 0
 
@@ -226,3 +233,19 @@ def test_state_file_written_private_and_checked(monkeypatch, tmp_path):
     Path(path).write_text("{not json")
     with pytest.raises(OutsideError, match="unreadable"):
         read_state("tls://[::1]:8786")
+
+
+def test_without_dask_batch_the_error_names_it(tmp_path, monkeypatch):
+    """A client environment without dask-batch: distributed's error names the scheme."""
+    from distributed import Client
+    from distributed.comm import registry
+
+    from dask_batch.rendezvous import Contact, write_scheduler_file
+    from dask_batch.security import make_credentials
+
+    sched = str(tmp_path / "sched.json")
+    write_scheduler_file(sched, Contact("tls://127.0.0.1:1", creds=make_credentials()))
+    monkeypatch.setattr(registry, "_entry_points", lambda **kwargs: [])  # not installed
+    monkeypatch.delitem(registry.backends, "dask-batch-tls", raising=False)
+    with pytest.raises(ValueError, match="unknown address scheme 'dask-batch-tls'"):
+        Client(scheduler_file=sched, timeout=5)
