@@ -105,7 +105,7 @@ def read_state(address: str) -> dict[str, str]:
         with open(path) as f:
             st = os.fstat(f.fileno())
             data = json.load(f)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise OutsideError(
             f"no dask-batch credentials for {outside_address(address)} at {path}: the job has "
             "ended, or its scheduler does not see this directory (set DASK_BATCH_STATE_DIR to "

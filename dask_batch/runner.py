@@ -208,8 +208,7 @@ class BatchRunner:
                     mpi_publish(comm, contact)
                 if path:
                     if contact.creds and contact.address.startswith("tls://"):
-                        # first: whoever sees the scheduler file finds the credentials
-                        write_state(contact.address, contact.creds, path)
+                        _write_state(contact, path)
                     write_scheduler_file(path, contact)
 
             coro = serve_scheduler(
@@ -337,6 +336,20 @@ def _method(s: Settings, comm: Any) -> str:
     if not s.scheduler:
         return "file" if s.scheduler_file else "address"
     return "mpi" if comm is not None else "file"
+
+
+def _write_state(contact: Contact, path: str) -> None:
+    """Credentials for outside clients, before the scheduler file that points at them.
+
+    Not fatal: the job itself does not need them (a home directory may be read-only on the
+    compute nodes); outside clients then connect with ``dask_batch.connect``.
+    """
+    try:
+        write_state(contact.address, contact.creds or {}, path)
+    except OSError as e:
+        logger.warning("cannot write the credentials for outside clients (%s): a plain "
+                       "Client(scheduler_file=...) will not connect; use "
+                       "dask_batch.connect(%r)", e, path)
 
 
 def _forget(path: str | None, published: list[Contact]) -> None:

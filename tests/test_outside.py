@@ -50,9 +50,9 @@ exec(compile(open(sys.argv.pop(1)).read(), "plain", "exec"))
 class ServeJob:
     """``mpiexec -n 3 dask-batch --scheduler-file F`` with its own state directory."""
 
-    def __init__(self, tmp: Path, tag: str, *options: str):
+    def __init__(self, tmp: Path, tag: str, *options: str, state: str | None = None):
         self.sched = str(tmp / "sched.json")
-        self.state = str(tmp / "state")
+        self.state = state or str(tmp / "state")
         self.env = job_env(tag, DASK_BATCH_STATE_DIR=self.state)
         self.proc = subprocess.Popen(
             mpiexec(3, DASK_BATCH, *options, "--scheduler-file", self.sched), env=self.env,
@@ -141,6 +141,24 @@ def test_connect_and_security_for(serve, monkeypatch):
     assert time.monotonic() - t0 < 5
     with connect(job.sched, timeout=10) as client:  # needs no state directory
         assert client.submit(lambda: 1).result() == 1
+
+
+def test_unwritable_state_dir_does_not_stop_the_job(tmp_path, tag):
+    """A read-only home on the compute nodes: a warning; connect(F) still works."""
+    from dask_batch import connect
+
+    require(MPIEXEC.exists(), f"mpiexec not found at {MPIEXEC}")
+    (tmp_path / "afile").write_text("")
+    job = ServeJob(tmp_path, tag, state=str(tmp_path / "afile" / "state"))
+    try:
+        with connect(job.sched, timeout=10) as client:
+            assert client.submit(lambda: 2).result() == 2
+        got = job.plain()
+        assert got.returncode != 0 and "no dask-batch credentials for" in got.stderr, got
+    finally:
+        job.stop()
+        kill_tagged(tag)
+    assert "cannot write the credentials for outside clients" in job.proc.stderr.read()
 
 
 def test_missing_scheduler_file_is_one_clear_error(tmp_path):
