@@ -256,17 +256,17 @@ def test_state_file_written_private_and_checked(monkeypatch, tmp_path):
         read_state("tls://[::1]:8786")
 
 
-def test_without_dask_batch_the_error_names_it(tmp_path, monkeypatch):
-    """A client environment without dask-batch: distributed's error names the scheme."""
-    from distributed import Client
-    from distributed.comm import registry
-
+def test_without_dask_batch_the_error_names_it(tmp_path):
+    """A client environment without dask-batch (no entry point): distributed's error names
+    the scheme. In its own process: a failed Client left to the garbage collector can
+    deadlock the next one's start."""
     from dask_batch.rendezvous import Contact, write_scheduler_file
     from dask_batch.security import make_credentials
 
     sched = str(tmp_path / "sched.json")
     write_scheduler_file(sched, Contact("tls://127.0.0.1:1", creds=make_credentials()))
-    monkeypatch.setattr(registry, "_entry_points", lambda **kwargs: [])  # not installed
-    monkeypatch.delitem(registry.backends, "dask-batch-tls", raising=False)
-    with pytest.raises(ValueError, match="unknown address scheme 'dask-batch-tls'"):
-        Client(scheduler_file=sched, timeout=5)
+    hide = "from distributed.comm import registry\nregistry._entry_points = lambda **kw: []\n"
+    got = subprocess.run([sys.executable, "-c", hide + PLAIN, sched], capture_output=True,
+                         text=True, timeout=60)
+    assert got.returncode != 0
+    assert "ValueError: unknown address scheme 'dask-batch-tls'" in got.stderr, got.stderr
