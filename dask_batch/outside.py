@@ -131,15 +131,18 @@ def read_state(address: str) -> dict[str, str]:
 def _contact(scheduler_file: str) -> Any:
     from .rendezvous import RendezvousError, read_scheduler_file
 
-    if not os.path.exists(scheduler_file):
+    try:
+        with open(scheduler_file):
+            pass
+    except (FileNotFoundError, NotADirectoryError):
         raise OutsideError(f"scheduler file {scheduler_file} does not exist: start the job "
                            f"with 'dask-batch --scheduler-file {scheduler_file}' first, or "
-                           "check the path")
+                           "check the path") from None
+    except OSError as e:  # another user's 0600 file, or a directory it cannot enter
+        raise OutsideError(f"cannot read scheduler file {scheduler_file} ({e.strerror}): only "
+                           "the user who started the job can connect to it") from None
     try:
         return read_scheduler_file(scheduler_file)
-    except PermissionError:
-        raise OutsideError(f"cannot read scheduler file {scheduler_file}: only the user who "
-                           "started the job can connect to it") from None
     except RendezvousError as e:
         raise OutsideError(str(e)) from None
 

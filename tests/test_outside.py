@@ -36,11 +36,17 @@ with Client(scheduler_file=sys.argv[1], timeout=10) as client:
         client.shutdown()
 """
 
+EXPLICIT = """
+import sys
+from dask_batch import connect
+connect(sys.argv[1], timeout=5)
+"""
+
 # another user: root imports what the client needs (the interpreter lives under root's 0700
 # home, so the other user could not start it), then becomes that user and runs PLAIN
 AS_OTHER = """
 import os, pwd, sys
-import distributed, distributed.client, dask_batch.batch_tls, ssl, json, asyncio
+import distributed, distributed.client, dask_batch.batch_tls, dask_batch.rendezvous, ssl
 user = pwd.getpwnam(sys.argv.pop(1))
 os.setgroups([]); os.setgid(user.pw_gid); os.setuid(user.pw_uid)
 assert os.getuid() == user.pw_uid and os.geteuid() != 0
@@ -202,6 +208,15 @@ def test_another_user_is_refused(serve, tmp_path):
         assert got.returncode != 0, got.stdout
         assert "cannot read the credentials file" in got.stderr, got.stderr
         assert time.monotonic() - t0 < 30
+        # nor can it use the job's own scheduler file, which holds the credentials
+        explicit = os.path.join(shared, "explicit.py")
+        Path(explicit).write_text(EXPLICIT)
+        os.chmod(explicit, 0o644)
+        got = subprocess.run([sys.executable, "-c", AS_OTHER, user.pw_name, explicit,
+                              job.sched], env=job.env, capture_output=True, text=True,
+                             timeout=60)
+        assert got.returncode != 0
+        assert "OutsideError: cannot read scheduler file" in got.stderr, got.stderr
         # the same, as the job's user: it connects (the refusal above is the user's)
         ok = subprocess.run([sys.executable, "-c", PLAIN, copy], env=job.env,
                             capture_output=True, text=True, timeout=60)
