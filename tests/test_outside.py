@@ -147,6 +147,11 @@ def test_connect_and_security_for(serve, monkeypatch):
     assert re.search(r"OutsideError: no dask-batch credentials .* dask_batch\.connect",
                      got.stderr), got.stderr
     assert "Timed out" not in got.stderr
+    # a plain `dask worker` cannot serve on the new scheme: it fails at once, naming the way
+    worker = subprocess.run([str(BIN / "dask"), "worker", "--scheduler-file", job.sched],
+                            env=job.env, capture_output=True, text=True, timeout=60)
+    assert worker.returncode != 0
+    assert "'python -m dask_batch.submit.worker --scheduler-file" in worker.stderr
     monkeypatch.setenv("DASK_BATCH_STATE_DIR", job.state + "-elsewhere")
     with connect(job.sched, timeout=10) as client:  # needs no state directory
         assert client.submit(lambda: 1).result() == 1
