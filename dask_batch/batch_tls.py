@@ -22,7 +22,8 @@ class BatchTLSConnector(TLSConnector):
 
     prefix = _PREFIX
 
-    async def connect(self, address: str, deserialize: bool = True, **connection_args: Any):
+    async def connect(self, address: str, deserialize: bool = True,
+                      **connection_args: Any) -> Any:
         if connection_args.get("ssl_context") is None:
             connection_args["ssl_context"] = _client_context(address)
             connection_args["require_encryption"] = True
