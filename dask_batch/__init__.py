@@ -14,8 +14,10 @@ __all__ = [
     "AllocationEnding",
     "BatchRunner",
     "WorldTooSmallException",
+    "connect",
     "execute",
     "initialize",
+    "security_for",
     "send_close_signal",
     "__version__",
 ]
@@ -26,6 +28,8 @@ _LAZY = {
     "AllocationEnding": ".lifecycle",
     "execute": ".dask_mpi_compat",
     "initialize": ".dask_mpi_compat",
+    "connect": ".access",
+    "security_for": ".access",
     "send_close_signal": ".dask_mpi_compat",
     "AddOnWorkers": ".submit",
 }

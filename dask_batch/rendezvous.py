@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import BatchError
+from .outside import inside_address, outside_address
 
 TAG = 0xDA5C  # MPI tag of the contact message
 
@@ -68,10 +69,11 @@ def write_scheduler_file(path: str, contact: Contact) -> None:
     """Write atomically with mode 0600: readers see the old file or the whole new one."""
     check_writable(path)
     directory = os.path.dirname(os.path.abspath(path))
-    # distributed's own keys, so `Client(scheduler_file=...)` and `dask worker` read it too
+    # distributed's own keys, so a plain `Client(scheduler_file=...)` reads it too; a TLS
+    # address in the dask-batch-tls scheme, whose connector finds the job's credentials
     data = {
         "type": "Scheduler",
-        "address": contact.address,
+        "address": outside_address(contact.address) if contact.creds else contact.address,
         "services": {"dashboard": contact.dashboard} if contact.dashboard else {},
         "started": contact.created,
         "workers": {},
@@ -114,7 +116,7 @@ def read_scheduler_file(path: str) -> Contact:
         raise RendezvousError(f"scheduler file {path} is corrupt: {e}") from e
     ours = data.get("dask_batch") or {}
     return Contact(
-        address=address,
+        address=inside_address(address),
         job=ours.get("job"),
         creds=ours.get("creds"),
         dashboard=ours.get("dashboard"),

@@ -24,6 +24,7 @@ from . import (
 from . import mpi as mpi_
 from .errors import BatchError
 from .lifecycle import AllocationEnding, exit_code_of, flush_and_exit, report_and_exit
+from .outside import remove_state, write_state
 from .placement import Placement, detect
 from .rendezvous import (
     Contact,
@@ -220,6 +221,8 @@ class BatchRunner:
             if here.comm is not None:
                 mpi_publish(here.comm, contact, root=s.scheduler_rank)
             if path:
+                if contact.creds and contact.address.startswith("tls://"):
+                    _write_state(contact, path)
                 write_scheduler_file(path, contact)
 
         client_here = s.client_rank == s.scheduler_rank
@@ -230,7 +233,7 @@ class BatchRunner:
         if not s.exclusive_workers:
             coro = self._with_worker(here, coro, published, ready)
         if client_here:
-            self._serve_in_thread(coro, published)
+            self._serve_in_thread(coro, published, path)
             return True
         try:
             if path:
@@ -242,8 +245,8 @@ class BatchRunner:
                     publish(Contact(address="", job=placement.job_stamp,
                                     extra={"error": str(e) or type(e).__name__}))
             raise
-        if path and published:
-            remove_scheduler_file(path, published[0])
+        finally:
+            _forget(path, published)
         return self._end(code)
 
     async def _with_worker(self, here: _Rank, serving: Any, published: list[Contact],
@@ -305,7 +308,7 @@ class BatchRunner:
         return wait_for_scheduler_file(path, s.rendezvous_timeout, stamp, not_before,
                                        probe_before)
 
-    def _serve_in_thread(self, coro: Any, published: list[Contact]) -> None:
+    def _serve_in_thread(self, coro: Any, published: list[Contact], path: str | None) -> None:
         """Client on rank 0: the scheduler serves on a thread, the client runs here."""
         started = threading.Event()
         result: list[Any] = []
@@ -316,6 +319,7 @@ class BatchRunner:
             except BaseException as e:
                 result.append(e)
             finally:
+                _forget(path, published)
                 started.set()
 
         # signal handlers can only be set from the main thread: the scheduler's are skipped
@@ -393,6 +397,28 @@ def _method(s: Settings, comm: Any) -> str:
     if not s.scheduler:
         return "file" if s.scheduler_file else "address"
     return "mpi" if comm is not None else "file"
+
+
+def _write_state(contact: Contact, path: str) -> None:
+    """Credentials for outside clients, before the scheduler file that points at them.
+
+    Not fatal: the job itself does not need them (a home directory may be read-only on the
+    compute nodes); outside clients then connect with ``dask_batch.connect``.
+    """
+    try:
+        write_state(contact.address, contact.creds or {}, path)
+    except OSError as e:
+        logger.warning("cannot write the credentials for outside clients (%s): a plain "
+                       "Client(scheduler_file=...) will not connect; use "
+                       "dask_batch.connect(%r)", e, path)
+
+
+def _forget(path: str | None, published: list[Contact]) -> None:
+    """The scheduler has ended: remove its scheduler file and outside clients' credentials."""
+    if not path or not published or not published[0].address:
+        return
+    remove_state(published[0].address)
+    remove_scheduler_file(path, published[0])
 
 
 def _process_start() -> float:

@@ -293,6 +293,8 @@ MESSAGES = [  # quoted in troubleshooting.md; each must be in the code, in one l
     "is writable by others", "refusing it; run 'chmod 600", "belongs to another user",
     "grace over", "forcing exit after", "died; continuing with the others",
     "the client did not connect within", "did the client rank crash before Client()?",
+    "no dask-batch credentials for", "cannot read the credentials file",
+    "does not exist: start the job",
 ]
 
 

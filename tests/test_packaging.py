@@ -144,7 +144,8 @@ def test_shell_completion_completes():
     assert {"run", "info", "submit", "status", "cancel", "script", "lab"} <= set(
         _complete("dask-batch "))
     assert _complete("dask-batch --sched") == ["--scheduler-file", "--scheduler-address",
-                                               "--scheduler", "--scheduler-port"]
+                                               "--scheduler", "--scheduler-port",
+                                               "--scheduler-rank"]
     assert "slurm" in _complete("dask-batch submit --system ")
 
 
@@ -166,7 +167,7 @@ def test_completion_works_in_bash():
 @pytest.mark.timeout(180)
 def test_build_has_config_types_and_entry_points(tmp_path):
     """setuptools builds the package from a copy of the sources (offline, no wheel package):
-    the config defaults, py.typed and every module go in; both entry points are declared."""
+    the config defaults, py.typed and every module go in; every entry point is declared."""
     src = tmp_path / "src"
     src.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE"):
@@ -185,6 +186,9 @@ def test_build_has_config_types_and_entry_points(tmp_path):
     entry_points = (info / "entry_points.txt").read_text()
     assert "[console_scripts]\ndask-batch = dask_batch.cli:main" in entry_points
     assert "[dask_cli]\nbatch = dask_batch.cli:main" in entry_points
+    # the scheme of a secure job's scheduler file (a plain Client(scheduler_file=) needs it)
+    assert ("[distributed.comm.backends]\ndask-batch-tls = dask_batch.batch_tls:BatchTLSBackend"
+            in entry_points)
     pkg_info = (info / "PKG-INFO").read_text()
     assert f"Version: {PROJECT['version']}" in pkg_info
     # the SPDX form (no deprecated license table), with the licence text shipped

@@ -29,10 +29,18 @@ def test_written_0600_and_readable_by_distributed(tmp_path):
     write_scheduler_file(path, Contact("tls://10.0.0.1:1234", job="7.0", creds=CREDS))
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     data = json.load(open(path))
-    assert data["address"] == "tls://10.0.0.1:1234"  # what Client(scheduler_file=) reads
-    back = read_scheduler_file(path)
+    # what a plain Client(scheduler_file=) reads: the scheme whose connector brings the creds
+    assert data["address"] == "dask-batch-tls://10.0.0.1:1234"
+    back = read_scheduler_file(path)  # ranks and add-on workers get the real address
     assert (back.address, back.job, back.creds) == ("tls://10.0.0.1:1234", "7.0", CREDS)
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_insecure_address_is_written_as_is(tmp_path):
+    path = str(tmp_path / "s.json")
+    write_scheduler_file(path, Contact("tcp://10.0.0.1:1234", job="7.0"))
+    assert json.load(open(path))["address"] == "tcp://10.0.0.1:1234"
+    assert read_scheduler_file(path).address == "tcp://10.0.0.1:1234"
 
 
 def test_default_name_carries_the_job(tmp_path):
