@@ -197,3 +197,24 @@ def test_state_table():
     assert translate("htcondor", "5") is JobState.HELD
     assert JobState.PENDING.active and not JobState.PENDING.terminal
     assert JobState.TIMEOUT is not JobState.FAILED and JobState.MISSING.terminal
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("system", ["slurm", "sge", "pbs", "lsf"])
+def test_python_wrapper_is_split_into_words(system, tmp_path):
+    """A wrapper command line as python= is one shell word per word, each quoted; a path that
+    exists stays one word, spaces and all."""
+    import shlex
+
+    wrapper = "apptainer exec --bind '/scratch dir' img.sif python3"
+    sys_ = get_system(system)
+    text = sys_.render(requests(_spec(python=wrapper), sys_, 1, "/shared/sched.json")[0])
+    line = next(ln for ln in text.splitlines() if "dask_batch.submit.worker" in ln)
+    assert shlex.split(line)[:7] == ["apptainer", "exec", "--bind", "/scratch dir", "img.sif",
+                                     "python3", "-m"], line
+    spaced = tmp_path / "my env" / "python"
+    spaced.parent.mkdir()
+    spaced.write_text("")
+    text = sys_.render(requests(_spec(python=str(spaced)), sys_, 1, "/shared/sched.json")[0])
+    line = next(ln for ln in text.splitlines() if "dask_batch.submit.worker" in ln)
+    assert shlex.split(line)[:2] == [str(spaced), "-m"], line
