@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AllocationEnding",
+    "BatchCluster",
     "BatchRunner",
     "WorldTooSmallException",
     "initialize",
@@ -26,6 +27,7 @@ _LAZY = {
     "initialize": ".dask_mpi_compat",
     "send_close_signal": ".dask_mpi_compat",
     "AddOnWorkers": ".submit",
+    "BatchCluster": ".cluster",
 }
 
 

@@ -1,0 +1,249 @@
+"""BatchCluster on the REAL single-node Slurm and Grid Engine of ci/clusters: a scheduler in
+the test process, worker jobs in the queue."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from clusters import sge_env, sge_up, slurm_env, slurm_up
+from conftest import require
+
+sys.path.insert(0, str(Path(__file__).parent / "fakes"))
+from helpers import wait_for  # noqa: E402
+
+BIN = Path(sys.executable).parent
+SCHED = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
+SLURM = dict(system="slurm", cores=1, memory="500MiB", walltime="00:10:00", queue="debug",
+             nanny=False, poll_interval=1, scheduler_options=SCHED)
+
+
+def squeue_ids(job: str) -> set[str]:
+    """Array elements of ``job`` still in the queue (COMPLETING ones count as gone)."""
+    p = subprocess.run(["squeue", "-h", "-r", "-j", job, "-o", "%i %T"],
+                       env=slurm_env("probe"), capture_output=True, text=True, timeout=15)
+    return {ln.split()[0] for ln in p.stdout.splitlines()
+            if ln.strip() and ln.split()[1] != "COMPLETING"}
+
+
+def job_ids(cluster) -> set[str]:
+    return {r.job_id for r in cluster.records}
+
+
+def scancel(ids: set[str]) -> None:
+    if ids:
+        subprocess.run(["scancel", *ids], env=slurm_env("probe"), capture_output=True,
+                       timeout=30)
+
+
+def slurm_serving() -> bool:
+    """Up, waiting out a node that is completing the previous test's jobs for a few seconds."""
+    deadline = time.monotonic() + 20
+    while not slurm_up() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return slurm_up()
+
+
+@pytest.fixture
+def slurm(monkeypatch):
+    require(slurm_serving(), "the single-node Slurm of ci/clusters is not running")
+    monkeypatch.delenv("SLURM_CONF", raising=False)
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(180)
+def test_slurm_scale_compute_scale_down_close(tmp_path, slurm):
+    from distributed import Client
+
+    from dask_batch import BatchCluster
+    from dask_batch.submit import AddOnWorkers
+
+    cluster = BatchCluster(scheduler_file=str(tmp_path / "c" / "sched.json"),
+                           job_extra_directives=["--comment=bc-test"], **SLURM)
+    sent: set[str] = set()
+    try:
+        assert cluster.scheduler_address.startswith("tls://127.0.0.1:")
+        assert stat.S_IMODE(os.stat(cluster.scheduler_file).st_mode) == 0o600
+        script = cluster.job_script()
+        for line in ("#SBATCH --partition=debug", "#SBATCH --mem=500M",
+                     "#SBATCH --time=0:10:00", "#SBATCH --comment=bc-test",
+                     "#SBATCH --cpus-per-task=1"):
+            assert line in script, script
+        assert "PRIVATE KEY" not in script and cluster.scheduler_file in script
+        cluster.scale(2)
+        sent = job_ids(cluster)
+        assert len(sent) == 1  # one array for both workers
+        with Client(cluster) as client:
+            client.wait_for_workers(2, timeout=90)
+            assert client.submit(sum, client.map(lambda x: x * x, range(30))).result(30) == 8555
+            assert "running</td><td style=\"text-align: left;\">2" in \
+                wait_for(lambda: cluster.job_counts().get("running") == 2
+                         and cluster._repr_html_(), 30, "2 running jobs in the repr")
+            # the state file: dask-batch status sees the jobs
+            st = subprocess.run([str(BIN / "dask-batch"), "status", "--scheduler-file",
+                                 cluster.scheduler_file, "--json"], capture_output=True,
+                                text=True, timeout=60, env=slurm_env("probe"))
+            assert json.loads(st.stdout)["counts"] == {"running": 2}, st.stdout + st.stderr
+            addon = BatchCluster.from_scheduler_file(cluster.scheduler_file, system="slurm",
+                                                     walltime="00:10:00")
+            assert isinstance(addon, AddOnWorkers)
+            addon.close()
+            cluster.scale(1)
+            job = next(iter(sent))
+            wait_for(lambda: len(squeue_ids(job)) == 1, 30, "one job to be cancelled")
+            wait_for(lambda: len(client.scheduler_info()["workers"]) == 1, 30, "one worker")
+            assert len(cluster.plan) == 1
+        cluster.close()
+        wait_for(lambda: not squeue_ids(job), 30, "close() to cancel the last job")
+        assert not os.path.exists(cluster.scheduler_file)  # the credentials are gone
+    finally:
+        cluster.close()
+        scancel(sent)
+
+
+@pytest.mark.timeout(30)
+def test_bad_input_is_one_clear_error(tmp_path):
+    from dask_batch import BatchCluster
+    from dask_batch.submit.spec import SpecError
+
+    with pytest.raises(SpecError, match="no walltime"):
+        BatchCluster(system="slurm", scheduler_file=str(tmp_path / "s.json"))
+    with pytest.raises(SpecError, match="extra_directives and job_extra are the same"):
+        BatchCluster(system="slurm", walltime="1:00:00", job_extra=["a"],
+                     extra_directives=["b"], scheduler_file=str(tmp_path / "s.json"))
+    with pytest.raises(TypeError, match="True or False"):
+        BatchCluster(system="slurm", walltime="1:00:00", security="yes")
+
+
+EXIT_WITHOUT_CLOSE = """
+import sys
+from dask_batch import BatchCluster
+cluster = BatchCluster(scheduler_file=sys.argv[1], system="slurm", cores=1, memory="500MiB",
+                       walltime="00:10:00", queue="debug", nanny=False, poll_interval=1,
+                       scheduler_options={"host": "127.0.0.1", "dashboard_address": ":0"})
+cluster.scale(2)
+cluster.wait_for_workers(2, timeout=90)
+print("JOBS", " ".join(sorted(r.job_id for r in cluster.records)), flush=True)
+"""
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(180)
+def test_slurm_process_that_exits_without_close_leaves_no_jobs(tmp_path, slurm):
+    script = tmp_path / "leave.py"
+    script.write_text(textwrap.dedent(EXIT_WITHOUT_CLOSE))
+    sched = tmp_path / "c" / "sched.json"
+    p = subprocess.run([sys.executable, str(script), str(sched)], capture_output=True,
+                       text=True, timeout=150, env=slurm_env("leave"), cwd=tmp_path)
+    jobs = p.stdout.split("JOBS ", 1)[1].split() if "JOBS " in p.stdout else []
+    try:
+        assert p.returncode == 0 and jobs, p.stdout + p.stderr[-3000:]
+        # atexit cancelled them: no worker waits for its death-timeout (60 s) to go
+        wait_for(lambda: not any(squeue_ids(j) for j in jobs), 20, "the jobs to leave")
+    finally:
+        scancel(set(jobs))
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(120)
+def test_slurm_failing_jobs_back_off_then_stop_with_one_warning(tmp_path, slurm, caplog):
+    from dask_batch import BatchCluster
+
+    caplog.set_level(logging.INFO, logger="dask_batch.submit.failures")
+    t0 = time.monotonic()
+    cluster = BatchCluster(scheduler_file=str(tmp_path / "c" / "sched.json"),
+                           job_script_prologue=["exec /nonexistent/setup-env"],
+                           max_failures=3, backoff=1, **SLURM)
+    try:
+        cluster.scale(1)
+        wait_for(lambda: cluster.failures.stopped, 60, "submission to stop")
+        time.sleep(4)  # stopped means stopped: nothing more goes out
+        assert len(cluster.records) == 3, cluster.records
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1, [r.getMessage() for r in warnings]
+        text = warnings[0].getMessage()
+        assert "3 worker jobs in a row ended before their worker joined" in text
+        assert "/nonexistent/setup-env" in text  # the error file's tail, quoted
+        waits = [r.getMessage() for r in caplog.records if "next submission in" in r.getMessage()]
+        assert [w.rsplit(" in ", 1)[1] for w in waits] == ["1 s", "2 s"], waits
+        assert cluster.job_counts().get("missing", 0) + cluster.job_counts().get("failed", 0) == 3
+        assert "submission stopped" in cluster._repr_html_()
+        logs = cluster.get_logs(scheduler=False, workers=False)
+        assert sum("/nonexistent/setup-env" in str(v) for k, v in logs.items()
+                   if k.startswith("job ")) == 3, logs
+        assert time.monotonic() - t0 < 60
+    finally:
+        cluster.close()
+        scancel(job_ids(cluster))
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(120)
+def test_slurm_python_wrapper_with_spaces(tmp_path, slurm):
+    from distributed import Client
+
+    from dask_batch import BatchCluster
+
+    wrapper = f"env 'DASK_BATCH_WRAPPED=yes it is' {sys.executable}"
+    cluster = BatchCluster(scheduler_file=str(tmp_path / "c" / "sched.json"), python=wrapper,
+                           **SLURM)
+    try:
+        assert f"env 'DASK_BATCH_WRAPPED=yes it is' {sys.executable} -m" in cluster.job_script()
+        cluster.scale(1)
+        with Client(cluster) as client:
+            client.wait_for_workers(1, timeout=60)
+            seen = client.run(lambda: __import__("os").environ.get("DASK_BATCH_WRAPPED"))
+            assert list(seen.values()) == ["yes it is"], seen
+    finally:
+        cluster.close()
+        scancel(job_ids(cluster))
+
+
+@pytest.mark.sge
+@pytest.mark.timeout(200)
+def test_sge_scale_compute_scale_down_close(tmp_path, monkeypatch):
+    require(sge_up(), "the Grid Engine of ci/clusters is not running")
+    from distributed import Client
+
+    from dask_batch import BatchCluster
+
+    env = sge_env("probe")
+    for key in ("SGE_ROOT", "SGE_CELL"):
+        monkeypatch.setenv(key, env[key])
+
+    def queued(job: str) -> list[str]:
+        p = subprocess.run(["qstat", "-xml"], env=env, capture_output=True, text=True,
+                           timeout=15)
+        from dask_batch.submit.sge import parse_status
+
+        return sorted(k for k, v in parse_status(p.stdout).items()
+                      if k.split(".")[0] == job and "d" not in v)
+
+    cluster = BatchCluster(system="sge", cores=1, walltime="00:10:00", queue="all.q",
+                           nanny=False, poll_interval=1, scheduler_options=SCHED,
+                           scheduler_file=str(tmp_path / "c" / "sched.json"))
+    try:
+        assert cluster.scheduler_address.startswith("tls://")
+        assert "#$ -q all.q" in cluster.job_script()
+        cluster.scale(2)
+        (job,) = job_ids(cluster)
+        with Client(cluster) as client:
+            client.wait_for_workers(2, timeout=120)
+            assert client.submit(lambda: 6 * 7).result(30) == 42
+            cluster.scale(1)
+            wait_for(lambda: len(queued(job)) == 1, 60, "one SGE job to be cancelled")
+            wait_for(lambda: len(client.scheduler_info()["workers"]) == 1, 30, "one worker")
+        cluster.close()
+        wait_for(lambda: not queued(job), 60, "close() to cancel the last SGE job")
+    finally:
+        cluster.close()
+        for job in job_ids(cluster):
+            subprocess.run(["qdel", job], env=env, capture_output=True, timeout=30)
