@@ -247,3 +247,63 @@ def test_sge_scale_compute_scale_down_close(tmp_path, monkeypatch):
         cluster.close()
         for job in job_ids(cluster):
             subprocess.run(["qdel", job], env=env, capture_output=True, timeout=30)
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(150)
+def test_slurm_job_ended_by_the_batch_system_is_replaced(tmp_path, slurm):
+    """scancel by someone else (as a node failure or the walltime would end it): the cluster
+    holds its size with a new job."""
+    from distributed import Client
+
+    from dask_batch import BatchCluster
+
+    cluster = BatchCluster(scheduler_file=str(tmp_path / "c" / "sched.json"), **SLURM)
+    try:
+        cluster.scale(2)
+        with Client(cluster) as client:
+            client.wait_for_workers(2, timeout=90)
+            (job,) = job_ids(cluster)
+            first = set(cluster.observed)
+            scancel({f"{job}_0"})
+            wait_for(lambda: len(cluster.records) == 2, 60, "a replacement job")
+            wait_for(lambda: len(cluster.observed) == 2 and cluster.observed != first, 60,
+                     "the replacement's worker")
+            assert f"dask-worker-{job}-1" in cluster.observed
+            assert len(cluster.plan) == 2 and not cluster.failures.in_row
+    finally:
+        cluster.close()
+        scancel(job_ids(cluster))
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("system", ["pbs", "lsf"])
+def test_fake_system_scale_and_close(system, tmp_path, monkeypatch, tag):
+    """Through the strict fake qsub/qstat/qdel and bsub/bjobs/bkill: jobs join, close()
+    cancels them."""
+    from distributed import Client
+    from helpers import fake_calls, fake_env, kill_fake_jobs
+
+    from dask_batch import BatchCluster
+
+    env = fake_env(system, tmp_path)
+    for key, value in {**env, "DASK_BATCH_TEST_TAG": tag}.items():
+        monkeypatch.setenv(key, value)
+    cluster = BatchCluster(system=system, walltime="00:30:00", memory="1GiB", nanny=False,
+                           poll_interval=1, scheduler_options=SCHED,
+                           scheduler_file=str(tmp_path / "c" / "sched.json"))
+    try:
+        cluster.scale(2)
+        with Client(cluster) as client:
+            client.wait_for_workers(2, timeout=45)
+            assert client.submit(lambda: 41 + 1).result(20) == 42
+            wait_for(lambda: cluster.job_counts() == {"running": 2}, 20, "2 running jobs")
+            cluster.close()
+            wait_for(lambda: not client.scheduler_info()["workers"], 20, "workers to leave") \
+                if client.status == "running" else None
+        calls = [c[0] for c in fake_calls(env)]
+        submit, cancel = ("qsub", "qdel") if system == "pbs" else ("bsub", "bkill")
+        assert calls.count(submit) == 1 and calls[-1] == cancel, calls
+    finally:
+        cluster.close()
+        kill_fake_jobs(env)

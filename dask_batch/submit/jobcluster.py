@@ -55,6 +55,9 @@ class JobCluster(Cluster):
         self._deferred = False  # a scale-up waits for the back-off to end
         self._joined: set[str] = set()  # every worker of ours that ever connected
         self._poll_task: asyncio.Task | None = None
+        # one change of the plan at a time: scale() and the poll loop's replacement would
+        # both see the plan short while a submission is under way, and both submit
+        self._lock = asyncio.Lock()
 
     def __await__(self):  # asynchronous=True: ``await Cluster(...)``
         async def _() -> JobCluster:
@@ -145,6 +148,10 @@ class JobCluster(Cluster):
 
     async def _converge(self, down: bool = False) -> None:
         """Submit (or, with ``down``, cancel) jobs so the plan meets the target."""
+        async with self._lock:
+            await self._converge_locked(down)
+
+    async def _converge_locked(self, down: bool) -> None:
         n, have = self._target, len(self.plan)
         if n is None:
             return
@@ -169,8 +176,9 @@ class JobCluster(Cluster):
         return self.sync(self._scale_down, list(workers))
 
     async def _scale_down(self, workers: list[str]) -> None:
-        await self._cancel(workers)
-        self._target = len(self.plan)  # Adaptive's choice: not to be replaced
+        async with self._lock:
+            await self._cancel(workers)
+            self._target = len(self.plan)  # Adaptive's choice: not to be replaced
 
     async def _cancel(self, workers: list[str]) -> None:
         names = set(workers)
