@@ -271,6 +271,15 @@ def test_slurm_job_ended_by_the_batch_system_is_replaced(tmp_path, slurm):
                      "the replacement's worker")
             assert f"dask-worker-{job}-1" in cluster.observed
             assert len(cluster.plan) == 2 and not cluster.failures.in_row
+            # cancelled with dask-batch cancel: meant, so not replaced
+            r = subprocess.run([str(BIN / "dask-batch"), "cancel", "--scheduler-file",
+                                cluster.scheduler_file], capture_output=True, text=True,
+                               timeout=60, env=slurm_env("probe"))
+            assert r.returncode == 0 and "cancelled 2" in r.stdout, r.stdout + r.stderr
+            wait_for(lambda: not cluster.plan, 20, "the plan to empty")
+            wait_for(lambda: not client.scheduler_info()["workers"], 30, "the workers to go")
+            time.sleep(3)
+            assert len(cluster.records) == 2 and not cluster.plan, cluster.records
     finally:
         cluster.close()
         scancel(job_ids(cluster))
@@ -293,7 +302,11 @@ def test_fake_system_scale_and_close(system, tmp_path, monkeypatch, tag):
                            poll_interval=1, scheduler_options=SCHED,
                            scheduler_file=str(tmp_path / "c" / "sched.json"))
     try:
-        cluster.scale(2)
+        if system == "pbs":
+            cluster.scale(memory="2GiB")  # 1 GiB per job and worker: 2 workers
+        else:
+            cluster.scale(jobs=2)
+        assert len(cluster.plan) == 2 and len(cluster.records) == 1
         with Client(cluster) as client:
             client.wait_for_workers(2, timeout=45)
             assert client.submit(lambda: 41 + 1).result(20) == 42
@@ -307,3 +320,31 @@ def test_fake_system_scale_and_close(system, tmp_path, monkeypatch, tag):
     finally:
         cluster.close()
         kill_fake_jobs(env)
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(180)
+def test_slurm_adapt_grows_for_work_and_shrinks_back(tmp_path, slurm):
+    from distributed import Client
+
+    from dask_batch import BatchCluster
+
+    cluster = BatchCluster(scheduler_file=str(tmp_path / "c" / "sched.json"), **SLURM)
+    try:
+        cluster.adapt(minimum=0, maximum=2, interval="1s", wait_count=2, target_duration="1s")
+        with Client(cluster) as client:
+            def slow(x):
+                __import__("time").sleep(1)
+                return x
+
+            futures = client.map(slow, range(16))
+            wait_for(lambda: len(cluster.observed) == 2, 90, "adapt to start 2 workers")
+            assert len(cluster.plan) <= 2
+            assert sum(client.gather(futures)) == sum(range(16))
+            del futures
+            wait_for(lambda: not cluster.plan and not cluster.observed, 90, "adapt to go to 0")
+            time.sleep(3)  # adapt's choice holds: the ended jobs are not replaced
+            assert not cluster.plan
+    finally:
+        cluster.close()
+        scancel(job_ids(cluster))
