@@ -55,6 +55,7 @@ class BatchCluster(JobCluster):
         ``batch.cluster.directory``, which must be on a filesystem the nodes see)
     pool, pools_file : a named pool of ``batch.pools`` as the job spec's base
     max_failures, backoff : see ``batch.cluster.*``
+    silence_logs : level of distributed's log lines shown while the cluster runs (False: all)
     **spec : job spec keys of ``dask_batch.submit`` (walltime, cores, memory, processes,
         queue, account, python, prologue, extra_directives, ...) and dask-jobqueue's names
         for them (job_extra_directives, job_script_prologue, job_directives_skip, name)
@@ -73,8 +74,8 @@ class BatchCluster(JobCluster):
                  scheduler_file: str | None = None, pool: str | None = None,
                  pools_file: str | None = None, poll_interval: float | None = None,
                  timeout: float | None = None, max_failures: int | None = None,
-                 backoff: float | None = None, asynchronous: bool = False, loop: Any = None,
-                 **spec: Any):
+                 backoff: float | None = None, silence_logs: str | bool = "warning",
+                 asynchronous: bool = False, loop: Any = None, **spec: Any):
         from .security import make_credentials, security_from
         from .submit.base import detect_system, get_system
         from .submit.spec import resolve_spec
@@ -88,7 +89,15 @@ class BatchCluster(JobCluster):
                          poll_interval, timeout, max_failures, backoff)
         options = dict(dask.config.get("batch.cluster.scheduler-options", default={}) or {})
         self._scheduler_options = {**options, **(scheduler_options or {})}
+        if job_spec.interface and "host" not in self._scheduler_options:
+            # as in dask-jobqueue: the workers' interface is the scheduler's unless told
+            self._scheduler_options.setdefault("interface", job_spec.interface)
         self.scheduler: Any = None
+        self._quiet = contextlib.ExitStack()
+        if silence_logs:  # as SpecCluster: the scheduler's INFO lines would fill a notebook
+            from distributed.utils import silence_logging_cmgr
+
+            self._quiet.enter_context(silence_logging_cmgr(level=silence_logs))
         super().__init__(asynchronous=asynchronous, loop=loop,
                          name=f"batch-{batch.name}-{job_spec.name_prefix}")
         _watch(self)
@@ -131,6 +140,7 @@ class BatchCluster(JobCluster):
             await self.scheduler.close()
         with contextlib.suppress(OSError):  # it holds the credentials
             os.unlink(self.scheduler_file)
+        self._quiet.close()
 
     def job_script(self) -> str:
         """The script of one worker job (a submission of many is an array of it)."""
