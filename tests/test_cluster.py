@@ -348,3 +348,27 @@ def test_slurm_adapt_grows_for_work_and_shrinks_back(tmp_path, slurm):
     finally:
         cluster.close()
         scancel(job_ids(cluster))
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(60)
+def test_slurm_refused_submissions_back_off_then_stop(tmp_path, slurm, caplog):
+    """sbatch refuses the job: scale() says why; the retries back off and stop with one
+    warning instead of running sbatch every second."""
+    from dask_batch import BatchCluster
+    from dask_batch.submit import SubmitError
+
+    caplog.set_level(logging.WARNING, logger="dask_batch")
+    cluster = BatchCluster(scheduler_file=str(tmp_path / "c" / "sched.json"),
+                           max_failures=2, backoff=1, **{**SLURM, "queue": "no-such-queue"})
+    try:
+        with pytest.raises(SubmitError, match="invalid partition"):
+            cluster.scale(1)
+        wait_for(lambda: cluster.failures.stopped, 20, "submission to stop")
+        time.sleep(3)
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(warnings) == 1, warnings
+        assert "2 submissions or worker jobs in a row failed" in warnings[0]
+        assert "invalid partition" in warnings[0] and not cluster.records
+    finally:
+        cluster.close()

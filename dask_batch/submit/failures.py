@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 
 from .base import Element
 
@@ -55,20 +56,28 @@ class Failures:
         self.in_row = 0
         self.stopped = False
         self.not_before = 0.0
-        self.last: tuple[str, str | None] | None = None  # (job id, its error file)
 
     def failed(self, job: str, state: str, err_file: str | None) -> None:
+        """A job ended before its worker joined."""
+        self._count(f"worker job {job} ended ({state}) before its worker joined",
+                    lambda: self.message(job, state, err_file))
+
+    def rejected(self, error: str) -> None:
+        """The batch system refused a submission (or its command failed)."""
+        self._count(f"submission failed ({error})", lambda: (
+            f"{self.in_row} submissions or worker jobs in a row failed; no more jobs will be "
+            f"submitted (fix it, then call cluster.resume()). The last submission: {error}"))
+
+    def _count(self, what: str, final: Callable[[], str]) -> None:
         self.in_row += 1
-        self.last = (job, err_file)
         if self.in_row >= self.limit:
-            if not self.stopped:
+            if not self.stopped:  # one warning, however many fail at once
                 self.stopped = True
-                logger.warning("%s", self.message(job, state, err_file))
+                logger.warning("%s", final())
             return
         delay = self.backoff * 2 ** (self.in_row - 1)
         self.not_before = time.monotonic() + delay
-        logger.info("worker job %s ended (%s) before its worker joined (%d in a row): next "
-                    "submission in %g s", job, state, self.in_row, delay)
+        logger.info("%s (%d in a row): next submission in %g s", what, self.in_row, delay)
 
     def message(self, job: str, state: str, err_file: str | None) -> str:
         text = tail(err_file)

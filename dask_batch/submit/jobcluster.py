@@ -22,7 +22,7 @@ from distributed.deploy.cluster import Cluster
 from distributed.objects import SchedulerInfo
 
 from . import jobs
-from .base import Element, System
+from .base import Element, SubmitError, System
 from .failures import Failures, error_file
 from .spec import JobSpec, parse_memory
 from .states import JobState
@@ -160,8 +160,13 @@ class JobCluster(Cluster):
             if self._deferred:
                 return  # the poll loop submits once the back-off is over
             count = math.ceil((n - have) / self.spec.processes)
-            new = await asyncio.to_thread(jobs.submit, self.spec, self.system, count,
-                                          self.scheduler_file, self.timeout)
+            try:
+                new = await asyncio.to_thread(jobs.submit, self.spec, self.system, count,
+                                              self.scheduler_file, self.timeout)
+            except SubmitError as e:  # counted: a refused job is retried with back-off
+                self.failures.rejected(str(e))
+                self._deferred = True
+                raise
             self.records.extend(new)
             self.states.update({e.query_id: JobState.PENDING for r in new for e in r.elements})
         elif n < have and down:
@@ -209,14 +214,19 @@ class JobCluster(Cluster):
                 await self._sync_workers()
             except Exception:  # the scheduler is going away; its users hear of it
                 pass
-            try:
-                if self.records and time.monotonic() >= next_query:
-                    next_query = time.monotonic() + self.poll_interval
+            if self.records and time.monotonic() >= next_query:
+                next_query = time.monotonic() + self.poll_interval
+                try:
                     await self._refresh()
-                if self.replace_ended or self._deferred:
+                except Exception as e:
+                    logger.warning("job status query failed (keeping last known states): %s", e)
+            if self.replace_ended or self._deferred:
+                try:
                     await self._converge()
-            except Exception as e:
-                logger.warning("batch command failed (keeping last known states): %s", e)
+                except SubmitError:
+                    pass  # counted (back-off, then one warning) by self.failures
+                except Exception as e:
+                    logger.warning("scaling failed: %s", e)
 
     async def _sync_workers(self) -> None:
         self.scheduler_info = SchedulerInfo(await self.scheduler_comm.identity(n_workers=-1))
