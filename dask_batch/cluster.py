@@ -103,7 +103,12 @@ class BatchCluster(JobCluster):
         _watch(self)
         self._loop_runner.start()
         if not self.asynchronous:
-            self.sync(self._start)
+            try:
+                self.sync(self._start)
+            except BaseException:  # e.g. the port is taken: leave no scheduler running
+                with contextlib.suppress(Exception):
+                    self.close(timeout=10)
+                raise
 
     @classmethod
     def from_scheduler_file(cls, scheduler_file: str, **kwargs: Any) -> Any:
@@ -114,19 +119,17 @@ class BatchCluster(JobCluster):
 
     async def _start(self) -> None:
         from distributed import Scheduler
+        from distributed.comm import get_address_host
         from distributed.core import rpc
 
         from .rendezvous import Contact, write_scheduler_file
+        from .roles import dashboard_url
 
         options = {"dashboard_address": ":8787", **self._scheduler_options}
         options.setdefault("protocol", "tls://" if self.creds else "tcp://")
         self.scheduler = await Scheduler(security=self.security, **options)
         self.scheduler_comm = rpc(self.scheduler.address,
                                   connection_args=self.security.get_connection_args("client"))
-        from distributed.comm import get_address_host
-
-        from .roles import dashboard_url
-
         dashboard = dashboard_url(self.scheduler, get_address_host(self.scheduler.address))
         os.makedirs(os.path.dirname(self.scheduler_file), mode=0o700, exist_ok=True)
         write_scheduler_file(self.scheduler_file, Contact(

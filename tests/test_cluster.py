@@ -123,6 +123,48 @@ def test_bad_input_is_one_clear_error(tmp_path):
         BatchCluster(system="slurm", walltime="1:00:00", security="yes")
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kwargs, scheme", [({}, "tls"), ({"security": False}, "tcp"),
+                                            ({"insecure": True}, "tcp")])
+def test_tls_by_default_credentials_only_in_the_0600_file(tmp_path, kwargs, scheme):
+    from distributed import Client
+
+    from dask_batch import BatchCluster
+    from dask_batch.rendezvous import read_scheduler_file
+
+    with BatchCluster(system="slurm", walltime="1:00:00", scheduler_options=SCHED,
+                      scheduler_file=str(tmp_path / "c" / "s.json"), **kwargs) as cluster:
+        assert cluster.scheduler_address.startswith(f"{scheme}://127.0.0.1:")
+        contact = read_scheduler_file(cluster.scheduler_file)
+        assert contact.address == cluster.scheduler_address
+        assert bool(contact.creds) == (scheme == "tls")
+        assert "PRIVATE KEY" not in cluster.job_script()
+        with Client(cluster, timeout=20) as client:  # the cluster hands the client its keys
+            assert client.scheduler_info()["address"] == cluster.scheduler_address
+    assert not os.path.exists(cluster.scheduler_file)
+
+
+@pytest.mark.timeout(60)
+def test_a_taken_port_is_one_error_and_leaves_nothing_running(tmp_path):
+    import socket
+
+    from dask_batch import BatchCluster
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(RuntimeError, match="Scheduler failed to start"):
+            BatchCluster(system="slurm", walltime="1:00:00",
+                         scheduler_options={**SCHED, "port": port},
+                         scheduler_file=str(tmp_path / "c" / "s.json"))
+    from distributed.core import Status
+
+    from dask_batch.cluster import _live
+
+    assert _live and all(c.status == Status.closed for c in _live)  # its loop is stopped
+
+
 EXIT_WITHOUT_CLOSE = """
 import sys
 from dask_batch import BatchCluster
