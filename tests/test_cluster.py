@@ -145,6 +145,22 @@ def test_tls_by_default_credentials_only_in_the_0600_file(tmp_path, kwargs, sche
 
 
 @pytest.mark.timeout(60)
+def test_scale_by_jobs_cores_or_memory_counts_workers(tmp_path):
+    from dask_batch import BatchCluster
+
+    with BatchCluster(system="slurm", walltime="1:00:00", cores=4, processes=2, memory="8GiB",
+                      scheduler_options=SCHED,
+                      scheduler_file=str(tmp_path / "c" / "s.json")) as cluster:
+        # 2 workers per job, each with 2 threads and 4 GiB
+        assert cluster._workers_for(None, 3, None, None) == 6
+        assert cluster._workers_for(None, 0, None, None) == 0
+        assert cluster._workers_for(None, None, "9GiB", None) == 3
+        assert cluster._workers_for(None, None, None, 5) == 3
+        with pytest.raises(ValueError, match="number of workers"):
+            cluster.scale(-1)
+
+
+@pytest.mark.timeout(60)
 def test_a_taken_port_is_one_error_and_leaves_nothing_running(tmp_path):
     import socket
 

@@ -122,15 +122,16 @@ class JobCluster(Cluster):
 
     # ------------------------------------------------------------ scaling
 
-    def scale(self, n: int | None = None, jobs: int = 0, memory: Any = None,
+    def scale(self, n: int | None = None, jobs: int | None = None, memory: Any = None,
               cores: int | None = None) -> Any:
         """Ask for ``n`` workers in all (pending jobs count), or enough for ``jobs`` jobs,
         ``cores`` threads or ``memory`` bytes."""
         return self.sync(self._scale, self._workers_for(n, jobs, memory, cores))
 
-    def _workers_for(self, n: int | None, jobs: int, memory: Any, cores: int | None) -> int:
+    def _workers_for(self, n: int | None, jobs: int | None, memory: Any,
+                     cores: int | None) -> int:
         s = self.spec
-        if jobs:
+        if jobs is not None:
             return int(jobs) * s.processes
         if cores is not None:
             return math.ceil(int(cores) / s.threads)
