@@ -85,6 +85,7 @@ class BatchCluster(JobCluster):
         secure = _secure(security, insecure)
         self.creds = make_credentials() if secure else None
         self.security = security_from(self.creds)
+        self._own_folder = scheduler_file is None  # removed at close unless a job failed
         self._setup_jobs(scheduler_file or _new_scheduler_file(), job_spec, batch,
                          poll_interval, timeout, max_failures, backoff)
         options = dict(dask.config.get("batch.cluster.scheduler-options", default={}) or {})
@@ -143,7 +144,17 @@ class BatchCluster(JobCluster):
             await self.scheduler.close()
         with contextlib.suppress(OSError):  # it holds the credentials
             os.unlink(self.scheduler_file)
+        if self._own_folder and not self._failed():
+            import shutil
+
+            shutil.rmtree(os.path.dirname(self.scheduler_file), ignore_errors=True)
         self._quiet.close()
+
+    def _failed(self) -> bool:
+        """Any job whose logs are worth keeping."""
+        return bool(self.failures.in_row) or any(
+            s.value in ("failed", "missing", "timeout") for q, s in self.states.items()
+            if not any(q in r.cancelled for r in self.records))
 
     def job_script(self) -> str:
         """The script of one worker job (a submission of many is an array of it)."""

@@ -161,6 +161,23 @@ def test_scale_by_jobs_cores_or_memory_counts_workers(tmp_path):
 
 
 @pytest.mark.timeout(60)
+def test_default_folder_in_batch_cluster_directory_removed_at_close(tmp_path):
+    import dask.config
+
+    from dask_batch import BatchCluster
+
+    with dask.config.set({"batch.cluster.directory": str(tmp_path)}):
+        cluster = BatchCluster(system="slurm", walltime="1:00:00", scheduler_options=SCHED)
+    try:
+        folder = Path(cluster.scheduler_file).parent
+        assert folder.parent == tmp_path and folder.name.startswith("dask-batch-")
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    finally:
+        cluster.close()
+    assert not folder.exists()
+
+
+@pytest.mark.timeout(60)
 def test_a_taken_port_is_one_error_and_leaves_nothing_running(tmp_path):
     import socket
 
