@@ -447,3 +447,33 @@ def test_slurm_refused_submissions_back_off_then_stop(tmp_path, slurm, caplog):
         assert "invalid partition" in warnings[0] and not cluster.records
     finally:
         cluster.close()
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(90)
+def test_slurm_asynchronous_as_dask_labextension_uses_it(tmp_path, slurm):
+    """``await BatchCluster(..., asynchronous=True)``, then ``scale()`` without ``await`` (as
+    dask-labextension's manager calls it): the job still goes out; ``await close()``."""
+    import asyncio
+
+    from dask_batch import BatchCluster
+
+    async def main() -> tuple[set[str], int]:
+        cluster = await BatchCluster(scheduler_file=str(tmp_path / "c" / "sched.json"),
+                                     asynchronous=True, **SLURM)
+        try:
+            cluster.scale(1)
+            for _ in range(100):
+                if cluster.records:
+                    break
+                await asyncio.sleep(0.1)
+            return job_ids(cluster), len(cluster.plan)
+        finally:
+            await cluster.close()
+
+    ids, planned = asyncio.run(main())
+    try:
+        assert len(ids) == 1 and planned == 1
+        wait_for(lambda: not squeue_ids(next(iter(ids))), 30, "close() to cancel the job")
+    finally:
+        scancel(ids)

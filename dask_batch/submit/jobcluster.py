@@ -126,7 +126,15 @@ class JobCluster(Cluster):
               cores: int | None = None) -> Any:
         """Ask for ``n`` workers in all (pending jobs count), or enough for ``jobs`` jobs,
         ``cores`` threads or ``memory`` bytes."""
-        return self.sync(self._scale, self._workers_for(n, jobs, memory, cores))
+        return self._run(self._scale(self._workers_for(n, jobs, memory, cores)))
+
+    def _run(self, coro: Any) -> Any:
+        """In our loop's thread (Adaptive, ``asynchronous=True``) a task, which runs whether
+        or not the caller awaits it (dask-labextension calls ``scale`` without ``await``);
+        elsewhere the result, waited for."""
+        if self.asynchronous:
+            return asyncio.ensure_future(coro)
+        return self.sync(lambda: coro)
 
     def _workers_for(self, n: int | None, jobs: int | None, memory: Any,
                      cores: int | None) -> int:
@@ -179,7 +187,7 @@ class JobCluster(Cluster):
             await self._cancel([w for r, e in drop for w in r.worker_names(e)])
 
     def scale_down(self, workers: list[str]) -> Any:
-        return self.sync(self._scale_down, list(workers))
+        return self._run(self._scale_down(list(workers)))
 
     async def _scale_down(self, workers: list[str]) -> None:
         async with self._lock:
