@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AllocationEnding",
+    "BatchCluster",
     "BatchRunner",
     "WorldTooSmallException",
     "connect",
@@ -32,6 +33,7 @@ _LAZY = {
     "security_for": ".access",
     "send_close_signal": ".dask_mpi_compat",
     "AddOnWorkers": ".submit",
+    "BatchCluster": ".cluster",
 }
 
 

@@ -64,9 +64,13 @@ SECTIONS = {
     "batch.worker": "## Workers (`batch.worker.*`)",
     "batch.lifecycle": "## How a job ends (`batch.lifecycle.*`)",
     "batch.submit": "## Add-on worker jobs (`batch.submit.*`)\n\n"
-                    "Used by `dask-batch submit` / `script` / `status` / `cancel` and "
-                    "`AddOnWorkers`; a pool (`batch.pools`) overrides any of the job keys. "
+                    "Used by `dask-batch submit` / `script` / `status` / `cancel`, "
+                    "`AddOnWorkers` and `BatchCluster` (which take every job key as a keyword "
+                    "argument too); a pool (`batch.pools`) overrides any of the job keys. "
                     "See [submit.md](submit.md).",
+    "batch.cluster": "## BatchCluster (`batch.cluster.*`)\n\n"
+                     "A scheduler in your process and its workers as batch jobs; the job keys "
+                     "are `batch.submit.*`. See [cluster.md](cluster.md).",
 }
 
 
@@ -154,6 +158,11 @@ def cli_flags() -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
     for name in sorted(spec_keys | explicit):
         path = f"batch.submit.{name.replace('_', '-')}"
         python[path] = f"`AddOnWorkers({name}=)`"
+    python["batch.cluster.secure"] = "`BatchCluster(security=)`, `BatchCluster(insecure=)`"
+    python["batch.cluster.scheduler-options"] = "`BatchCluster(scheduler_options=)`"
+    for key in ("max-failures", "backoff"):
+        arg = key.replace("-", "_")
+        python[f"batch.cluster.{key}"] = f"`BatchCluster({arg}=)`, `AddOnWorkers({arg}=)`"
     for p in main.commands["submit"].params:
         for key in (p.name.replace("_", "-"), p.name.replace("_", "-") + "s"):
             path = f"batch.submit.{key}"

@@ -201,3 +201,69 @@ def test_state_table():
     assert translate("htcondor", "5") is JobState.HELD
     assert JobState.PENDING.active and not JobState.PENDING.terminal
     assert JobState.TIMEOUT is not JobState.FAILED and JobState.MISSING.terminal
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("system", ["slurm", "sge", "pbs", "lsf"])
+def test_python_wrapper_is_split_into_words(system, tmp_path):
+    """A wrapper command line as python= is one shell word per word, each quoted; a path that
+    exists stays one word, spaces and all."""
+    import shlex
+
+    wrapper = "apptainer exec --bind '/scratch dir' img.sif python3"
+    sys_ = get_system(system)
+    text = sys_.render(requests(_spec(python=wrapper), sys_, 1, "/shared/sched.json")[0])
+    line = next(ln for ln in text.splitlines() if "dask_batch.submit.worker" in ln)
+    assert shlex.split(line)[:7] == ["apptainer", "exec", "--bind", "/scratch dir", "img.sif",
+                                     "python3", "-m"], line
+    spaced = tmp_path / "my env" / "python"
+    spaced.parent.mkdir()
+    spaced.write_text("")
+    text = sys_.render(requests(_spec(python=str(spaced)), sys_, 1, "/shared/sched.json")[0])
+    line = next(ln for ln in text.splitlines() if "dask_batch.submit.worker" in ln)
+    assert shlex.split(line)[:2] == [str(spaced), "-m"], line
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("files, element, array, want", [
+    (["dask-worker-57_3.err", "dask-worker-57_3.out", "dask-worker-57_13.err"], ("57_3", "57", 3),
+     True, "dask-worker-57_3.err"),                                           # Slurm, LSF
+    (["dask-worker-57.err", "dask-worker-157.err"], ("57", "57", 0), False, "dask-worker-57.err"),
+    (["dask-worker.o57.2", "dask-worker.e57.2", "dask-worker.e57.12"], ("57.2", "57", 2), True,
+     "dask-worker.e57.2"),                                                    # Grid Engine
+    (["dask-worker-57.1.err", "dask-worker-57.log"], ("57.1", "57", 1), True,
+     "dask-worker-57.1.err"),                                                 # HTCondor
+    (["dask-worker-58.err"], ("57", "57", 0), False, None),
+])
+def test_error_file_of_a_job_element(tmp_path, files, element, array, want):
+    from dask_batch.submit.base import Element
+    from dask_batch.submit.failures import error_file
+
+    for name in files:
+        (tmp_path / name).write_text("x\n")
+    got = error_file(str(tmp_path), Element(*element), array)
+    assert (got and Path(got).name) == want
+
+
+@pytest.mark.timeout(30)
+def test_failures_back_off_doubles_then_stop_once(caplog, monkeypatch):
+    from dask_batch.submit import failures
+
+    clock = [100.0]
+    monkeypatch.setattr(failures.time, "monotonic", lambda: clock[0])
+    f = failures.Failures(limit=3, backoff=5)
+    assert f.may_submit()
+    f.failed("1", "failed", None)
+    assert not f.may_submit() and f.not_before == 105
+    clock[0] = 105
+    assert f.may_submit()
+    f.failed("2", "failed", None)
+    assert f.not_before == 115  # doubled
+    with caplog.at_level("WARNING", logger="dask_batch.submit.failures"):
+        f.failed("3", "missing", None)
+        f.failed("4", "missing", None)
+    clock[0] = 1000
+    assert f.stopped and not f.may_submit()
+    assert len(caplog.records) == 1 and "job 3 (missing)" in caplog.records[0].getMessage()
+    f.joined()  # a worker that joins (or resume()) starts over
+    assert f.may_submit() and f.in_row == 0

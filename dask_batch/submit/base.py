@@ -166,10 +166,11 @@ def opt(flag: str, value: object, sep: str = " ") -> str:
 def worker_argv(req: Request, name: str) -> list[str]:
     """The command the job runs; credentials stay in the scheduler file (never in argv)."""
     s = req.spec
-    argv = [s.python, "-m", "dask_batch.submit.worker", "--scheduler-file", req.scheduler_file,
-            "--name", name, "--nthreads", str(s.threads), "--processes", str(s.processes),
-            "--death-timeout", str(s.death_timeout), "--lifetime", f"{s.lifetime}s",
-            "--lifetime-stagger", f"{s.stagger}s", "--nanny" if s.nanny else "--no-nanny"]
+    argv = [*python_words(s.python), "-m", "dask_batch.submit.worker",
+            "--scheduler-file", req.scheduler_file, "--name", name, "--nthreads", str(s.threads),
+            "--processes", str(s.processes), "--death-timeout", str(s.death_timeout),
+            "--lifetime", f"{s.lifetime}s", "--lifetime-stagger", f"{s.stagger}s",
+            "--nanny" if s.nanny else "--no-nanny"]
     if s.worker_memory:
         argv += ["--memory-limit", str(s.worker_memory)]
     for flag, value in (("--local-directory", s.local_directory), ("--interface", s.interface),
@@ -179,6 +180,17 @@ def worker_argv(req: Request, name: str) -> list[str]:
     if s.resources:
         argv += ["--resources", json.dumps(dict(s.resources), sort_keys=True)]
     return argv
+
+
+def python_words(python: str) -> list[str]:
+    """The interpreter as words: a path (spaces and all), or a command line such as
+    ``apptainer exec img.sif python`` (shell words: each is quoted on its own in the script)."""
+    if os.path.exists(python):
+        return [python]
+    words = shlex.split(python)
+    if not words:
+        raise SubmitError("python: empty command")
+    return words
 
 
 def script_body(req: Request, job_id_expr: str, index_expr: str) -> list[str]:

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+import shutil
 
 from ..units import mib
 from .base import Element, Request, System, no_job_id, worker_argv
@@ -33,8 +34,8 @@ def render(req: Request) -> str:
     if s.prologue:  # set-up lines need a shell: bash -c '<prologue>; exec "$0" "$@"' python …
         executable = "/bin/bash"
         args = ["-c", "; ".join([*s.prologue, 'exec "$0" "$@"']), *argv]
-    else:
-        executable, args = argv[0], argv[1:]
+    else:  # a wrapper (python="env X=1 python") names a command: HTCondor wants a path
+        executable, args = shutil.which(argv[0]) or argv[0], argv[1:]
     stem = os.path.join(os.path.dirname(ec), "logs", s.name_prefix) if not s.log_directory \
         else os.path.join(s.log_directory, s.name_prefix)
     lines = {
