@@ -15,9 +15,10 @@ from .common import (
     within,
     worker_name,
 )
-from .scheduler import SchedulerStartError, serve_scheduler
+from .scheduler import SchedulerStartError, dashboard_url, serve_scheduler
 from .worker import serve_worker
 
-__all__ = ["ClientEnd", "SchedulerStartError", "abrupt_end", "ignore_peer_failure_notice",
+__all__ = ["ClientEnd", "SchedulerStartError", "abrupt_end", "dashboard_url",
+           "ignore_peer_failure_notice",
            "role_of", "serve_scheduler", "serve_worker", "walltime_signals", "within",
            "worker_name"]

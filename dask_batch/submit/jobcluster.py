@@ -21,10 +21,11 @@ from distributed.core import Status
 from distributed.deploy.cluster import Cluster
 from distributed.objects import SchedulerInfo
 
+from ..units import parse_memory
 from . import jobs
 from .base import Element, SubmitError, System
 from .failures import Failures, error_file
-from .spec import JobSpec, parse_memory
+from .spec import JobSpec
 from .states import JobState
 
 logger = logging.getLogger(__name__)
