@@ -69,11 +69,11 @@ _all = [
               about="batch-mpi without the dashboard"),
     Contender("dask-mpi-nodash", DASK_MPI_JOB, {"DASK_MPI_BENCH_DASHBOARD": "0"},
               about="dask-mpi with initialize(dashboard=False)"),
-    Contender("batch-mpi-nanny", BATCH_JOB, {"DASK_BATCH__WORKER__NANNY": "true"},
-              about="batch-mpi, each worker under a nanny that forks it (no second import)"),
-    Contender("batch-mpi-nanny-spawn", BATCH_JOB, {"DASK_BATCH__WORKER__NANNY": "true",
-                                                   "DASK_BATCH__WORKER__START_METHOD": "spawn"},
-              about="batch-mpi, each worker under a nanny that spawns it (distributed's way)"),
+    Contender("batch-mpi-nonanny", BATCH_JOB, {"DASK_BATCH__WORKER__NANNY": "false"},
+              about="batch-mpi with --no-nanny (the worker is the rank)"),
+    Contender("batch-mpi-nanny-spawn", BATCH_JOB, {"DASK_BATCH__WORKER__START_METHOD": "spawn"},
+              about="batch-mpi, its nanny spawning the worker (distributed's way) instead of "
+              "forking it"),
     Contender("batch-mpi-nolocal", BATCH_JOB, {"MPIR_CVAR_NOLOCAL": "1"},
               about="batch-mpi with MPICH's MPIR_CVAR_NOLOCAL=1 (no shared-memory init barrier)"),
 ]
@@ -104,6 +104,6 @@ def add_candidate(names: list[str], spec: str) -> list[str]:
             added.append(new.name)
     return added
 MAIN = ["floor", "dask-mpi", "batch-mpi", "batch-file", "batch-rank0"]
-VARIANTS = ["batch-mpi-tcp", "batch-mpi-nodash", "dask-mpi-nodash"]
+VARIANTS = ["batch-mpi-tcp", "batch-mpi-nodash", "dask-mpi-nodash", "batch-mpi-nonanny"]
 PROFILED = ["floor", "dask-mpi", "batch-mpi", "batch-file", "batch-rank0"]
 

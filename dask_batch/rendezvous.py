@@ -13,6 +13,7 @@ Three ways, each with a timeout on every wait:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import tempfile
@@ -21,7 +22,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import BatchError
-from .outside import inside_address, outside_address
+from .outside import inside_address, outside_address, remove_state, write_state
+from .placement import Placement
+from .settings import Settings
+
+logger = logging.getLogger("dask_batch")
 
 TAG = 0xDA5C  # MPI tag of the contact message
 
@@ -228,3 +233,72 @@ def mpi_wait(comm: Any, timeout: float, root: int = 0) -> Contact:
             )
         time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+# ---------------------------------------------------------------- how this job's ranks meet
+
+
+def method_for(s: Settings, comm: Any) -> str:
+    """mpi, file or address: as asked, else MPI when in use, else the scheduler file."""
+    if s.rendezvous != "auto":
+        if s.rendezvous == "mpi" and comm is None:
+            raise RendezvousError("rendezvous 'mpi' asked for, but MPI is not in use")
+        return s.rendezvous
+    if s.scheduler_address:
+        return "address"
+    if not s.scheduler:
+        if not s.scheduler_file:
+            err = RendezvousError("--no-scheduler needs the cluster to join: --scheduler-file "
+                                  "F or --scheduler-address ADDRESS")
+            err.every_rank = True  # every rank has the same options: one line per job
+            raise err
+        return "file"
+    return "mpi" if comm is not None else "file"
+
+
+def meet(s: Settings, method: str, comm: Any, path: str | None, placement: Placement) -> Contact:
+    """The scheduler's contact, as this rank learns it (or the error rank 0 published)."""
+    if method == "address":
+        contact = Contact(address=str(s.scheduler_address))
+    elif method == "mpi":
+        contact = mpi_wait(comm, s.rendezvous_timeout, root=s.scheduler_rank)
+    else:
+        assert path is not None
+        joining = not s.scheduler  # --no-scheduler: the file belongs to another job
+        stamp = None if joining else placement.job_stamp
+        started = None if joining or stamp else _process_start()
+        contact = wait_for_scheduler_file(path, s.rendezvous_timeout, stamp,
+                                          None if started is None else started - 10.0, started)
+    if contact.extra.get("error"):
+        err = RendezvousError(f"rank 0 could not start the scheduler: {contact.extra['error']}")
+        err.every_rank = True  # rank 0 has reported it already
+        raise err
+    return contact
+
+
+def _process_start() -> float:
+    import psutil
+
+    return psutil.Process().create_time()
+
+
+def publish_for_outside(contact: Contact, path: str) -> None:
+    """Credentials for outside clients, before the scheduler file that points at them.
+
+    Not fatal: the job itself does not need them (a home directory may be read-only on the
+    compute nodes); outside clients then connect with ``dask_batch.connect``.
+    """
+    try:
+        write_state(contact.address, contact.creds or {}, path)
+    except OSError as e:
+        logger.warning("cannot write the credentials for outside clients (%s): a plain "
+                       "Client(scheduler_file=...) will not connect; use "
+                       "dask_batch.connect(%r)", e, path)
+
+
+def forget(path: str | None, contact: Contact | None) -> None:
+    """The scheduler has ended: remove its scheduler file and outside clients' credentials."""
+    if not path or contact is None or not contact.address:
+        return
+    remove_state(contact.address)
+    remove_scheduler_file(path, contact)

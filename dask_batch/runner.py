@@ -24,17 +24,17 @@ from . import (
 from . import mpi as mpi_
 from .errors import BatchError
 from .lifecycle import AllocationEnding, exit_code_of, flush_and_exit, report_and_exit
-from .outside import remove_state, write_state
 from .placement import Placement, detect
 from .rendezvous import (
     Contact,
     RendezvousError,
     check_writable,
     default_scheduler_file,
+    forget,
+    meet,
+    method_for,
     mpi_publish,
-    mpi_wait,
-    remove_scheduler_file,
-    wait_for_scheduler_file,
+    publish_for_outside,
     write_scheduler_file,
 )
 from .roles import ClientEnd, within
@@ -190,14 +190,14 @@ class BatchRunner:
         from .transport import choose_interface, interfaces
 
         single_node = placement.local_size == placement.size
-        method = _method(s, comm)
+        method = method_for(s, comm)
         here = _Rank(s, placement, comm, environ, protocol,
                      choose_interface(s.interface, interfaces(), single_node), method,
                      s.scheduler_file or (default_scheduler_file(placement.job_stamp)
                                           if method == "file" else None))
         if self.role == "scheduler":
             return self._serve_scheduler(here)
-        contact = self._meet(s, method, comm, here.path, placement)
+        contact = meet(s, method, comm, here.path, placement)
         if self.role == "worker":
             return self._end(self._run(self._worker(here, contact)))
         self._become_client(s, contact)
@@ -222,7 +222,7 @@ class BatchRunner:
                 mpi_publish(here.comm, contact, root=s.scheduler_rank)
             if path:
                 if contact.creds and contact.address.startswith("tls://"):
-                    _write_state(contact, path)
+                    publish_for_outside(contact, path)
                 write_scheduler_file(path, contact)
 
         client_here = s.client_rank == s.scheduler_rank
@@ -246,7 +246,7 @@ class BatchRunner:
                                     extra={"error": str(e) or type(e).__name__}))
             raise
         finally:
-            _forget(path, published)
+            forget(path, published[0] if published else None)
         return self._end(code)
 
     async def _with_worker(self, here: _Rank, serving: Any, published: list[Contact],
@@ -273,7 +273,7 @@ class BatchRunner:
         from .roles import serve_worker
 
         s = here.s
-        if beside == "client":  # a nanny's spawn would take the client's __main__ away
+        if beside is not None:  # the rank is the scheduler's or the client's: no nanny there
             s = replace(s, nanny=False)
         res = resources(
             here.placement, here.environ, non_worker_ranks=s.non_worker_ranks(),
@@ -282,31 +282,6 @@ class BatchRunner:
         )
         return serve_worker(s, here.placement, contact, here.interface, here.protocol, res,
                             signals=beside is None, exiting=self._exit)
-
-    def _meet(
-        self, s: Settings, method: str, comm: Any, path: str | None, placement: Placement
-    ) -> Contact:
-        contact = self._wait_contact(s, method, comm, path, placement)
-        if contact.extra.get("error"):
-            err = RendezvousError(f"rank 0 could not start the scheduler: {contact.extra['error']}")
-            err.every_rank = True  # rank 0 has reported it already
-            raise err
-        return contact
-
-    def _wait_contact(
-        self, s: Settings, method: str, comm: Any, path: str | None, placement: Placement
-    ) -> Contact:
-        if method == "address":
-            return Contact(address=str(s.scheduler_address))
-        if method == "mpi":
-            return mpi_wait(comm, s.rendezvous_timeout, root=s.scheduler_rank)
-        assert path is not None
-        joining = not s.scheduler  # --no-scheduler: the file belongs to another job
-        stamp = None if joining else placement.job_stamp
-        not_before = None if joining or stamp else _process_start() - 10.0
-        probe_before = None if joining or stamp else _process_start()
-        return wait_for_scheduler_file(path, s.rendezvous_timeout, stamp, not_before,
-                                       probe_before)
 
     def _serve_in_thread(self, coro: Any, published: list[Contact], path: str | None) -> None:
         """Client on rank 0: the scheduler serves on a thread, the client runs here."""
@@ -319,7 +294,7 @@ class BatchRunner:
             except BaseException as e:
                 result.append(e)
             finally:
-                _forget(path, published)
+                forget(path, published[0] if published else None)
                 started.set()
 
         # signal handlers can only be set from the main thread: the scheduler's are skipped
@@ -385,43 +360,3 @@ class _Rank:
     interface: str | None
     method: str
     path: str | None
-
-
-def _method(s: Settings, comm: Any) -> str:
-    if s.rendezvous != "auto":
-        if s.rendezvous == "mpi" and comm is None:
-            raise RendezvousError("rendezvous 'mpi' asked for, but MPI is not in use")
-        return s.rendezvous
-    if s.scheduler_address:
-        return "address"
-    if not s.scheduler:
-        return "file" if s.scheduler_file else "address"
-    return "mpi" if comm is not None else "file"
-
-
-def _write_state(contact: Contact, path: str) -> None:
-    """Credentials for outside clients, before the scheduler file that points at them.
-
-    Not fatal: the job itself does not need them (a home directory may be read-only on the
-    compute nodes); outside clients then connect with ``dask_batch.connect``.
-    """
-    try:
-        write_state(contact.address, contact.creds or {}, path)
-    except OSError as e:
-        logger.warning("cannot write the credentials for outside clients (%s): a plain "
-                       "Client(scheduler_file=...) will not connect; use "
-                       "dask_batch.connect(%r)", e, path)
-
-
-def _forget(path: str | None, published: list[Contact]) -> None:
-    """The scheduler has ended: remove its scheduler file and outside clients' credentials."""
-    if not path or not published or not published[0].address:
-        return
-    remove_state(published[0].address)
-    remove_scheduler_file(path, published[0])
-
-
-def _process_start() -> float:
-    import psutil
-
-    return psutil.Process().create_time()

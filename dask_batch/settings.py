@@ -39,7 +39,7 @@ class Settings:
     protocol: str | None = None
     interface: str | None = None
     secure: bool = True
-    nanny: bool = False
+    nanny: bool = True
     start_method: str = "fork"  # how a nanny starts its worker process: fork | spawn
     nthreads: int | None = None
     memory_limit: Any = "auto"

@@ -41,6 +41,8 @@ with BatchRunner() as runner:
         elif scenario == "sleep":  # the test kills or signals something
             say("SCHEDULER_PID", client.run_on_scheduler(os.getpid))
             say("WORKER_PIDS", " ".join(str(p) for p in client.run(os.getpid).values()))
+            say("WORKER_RANK_PIDS", " ".join(str(p) for p in client.run(
+                lambda dask_worker: os.getppid() if dask_worker.nanny else os.getpid()).values()))
             time.sleep(float(arg or 60))
             say("WOKE", 1)
         elif scenario == "kill-worker-process":  # what the OOM killer does, under a nanny
@@ -52,8 +54,9 @@ with BatchRunner() as runner:
             client.wait_for_workers(runner.n_workers, timeout=60)
             say("RESULT", client.submit(sum, client.map(abs, range(-50, 50))).result())
             say("RESTARTED", len(client.scheduler_info()["workers"]))
-        elif scenario == "kill-worker-rank":
-            pids = client.run(os.getpid)
+        elif scenario == "kill-worker-rank":  # the rank: the nanny, or the worker without one
+            pids = client.run(lambda dask_worker: os.getppid() if dask_worker.nanny
+                              else os.getpid())
             victim = sorted(pids)[-1]
             os.kill(pids[victim], signal.SIGKILL)
             say("KILLED", pids[victim])

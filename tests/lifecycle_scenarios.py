@@ -106,7 +106,8 @@ def test_client_killed_by_signal_fails_the_job_fast(start):
 
 
 def test_worker_process_killed_is_restarted_by_its_nanny(start):
-    job = start(4, "kill-worker-process", DASK_BATCH__WORKER__NANNY="true")
+    """By default (no option): what the OOM killer does to a worker does not end the job."""
+    job = start(4, "kill-worker-process")
     assert job.value("RESULT") == RESULT
     assert job.value("RESTARTED") == "2"
     rc, _ = job.wait(60)

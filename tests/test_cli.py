@@ -371,15 +371,19 @@ def test_initialize_dask_mpi_arguments_tcp_and_bad_interface(tmp_path):
     assert "Traceback" not in job.stderr
 
 
-@pytest.mark.parametrize("how", ["run", "initialize"])
+@pytest.mark.parametrize("how", ["run", "initialize", "runner"])
 def test_whole_client_api_ends_clean_and_at_once(how):
-    """as_completed, secede/rejoin, asynchronous clients, tasks still running or pending at
-    the end: rc 0, no traceback, and no rank left waiting (MPI_Finalize forced after 10 s)."""
+    """as_completed, get_client/secede/rejoin, worker_client, client.sync, asynchronous
+    clients, tasks still running or pending at the end, under `dask-batch run`, initialize()
+    and BatchRunner: rc 0, nothing on stderr but dask-batch's own lines, and no rank left
+    waiting (MPI_Finalize forced after 10 s)."""
     script = str(ROOT / "mpi_tests" / "whole_client_api.py")
     argv = ([DASK_BATCH, "--no-dashboard", "run", script] if how == "run"
-            else [sys.executable, script, "--initialize"])
+            else [sys.executable, script, f"--{how}"])
     job = run_job(mpiexec(5, *argv), timeout=90)
     assert job.returncode == 0, job
-    assert job.stdout.split() == ["squares", "40425", "fib", "55", "async", "6"], job
-    assert "Traceback" not in job.stderr and "Error" not in job.stderr, job
+    assert job.stdout.split() == ["squares", "40425", "fib", "55", "doubled", "90", "sync", "1",
+                                  "async", "6"], job
+    foreign = [ln for ln in job.stderr.splitlines() if not ln.startswith("dask-batch[")]
+    assert foreign == [], job
     assert "MPI_Finalize did not return" not in job.stderr, job

@@ -139,3 +139,10 @@ def test_cli_scheduler_rank_past_the_world_is_one_line_not_a_hang(tmp_path):
                           "--scheduler-rank", "5"), timeout=60)
     assert job.returncode == 2, job
     assert job.stderr.count("error:") == 1 and "Traceback" not in job.stderr, job
+
+
+def test_cli_no_scheduler_without_a_cluster_to_join_is_one_line():
+    job = run_job(mpiexec(2, DASK_BATCH, "--no-scheduler"), timeout=60)
+    assert job.returncode == 2, job
+    assert job.stderr.count("--no-scheduler needs the cluster to join") == 1, job
+    assert "Traceback" not in job.stderr, job

@@ -675,15 +675,16 @@ def test_mpirun_hosts_sigterm_reaches_the_client(tmp_path, tag):
 
 
 TEMPLATES = ["slurm.sbatch", "slurm-lab.sbatch", "sge.qsub", "pbs.qsub", "pbs-lab.qsub",
-             "lsf.bsub", "flux.sh", "mpirun-hosts.sh",
+             "lsf.bsub", "flux.sh", "mpirun-hosts.sh", "slurm-het.sbatch",
              "cray-ex-nvidia.sbatch", "slurm-amd.sbatch", "pbs-pals-intel.qsub"]  # docs/sites.md
 SLURM_TEMPLATES = ("slurm.sbatch", "slurm-lab.sbatch", "cray-ex-nvidia.sbatch",
-                   "slurm-amd.sbatch")
+                   "slurm-amd.sbatch", "slurm-het.sbatch")
 EARLY_SIGNAL = {  # template -> (regex of its early-warning request, the signal it sends)
     "slurm.sbatch": (r"^#SBATCH --signal=(\w+)@\d+", None),
     "slurm-lab.sbatch": (r"^#SBATCH --signal=(\w+)@\d+", None),
     "cray-ex-nvidia.sbatch": (r"^#SBATCH --signal=(\w+)@\d+", None),
     "slurm-amd.sbatch": (r"^#SBATCH --signal=(\w+)@\d+", None),
+    "slurm-het.sbatch": (r"^#SBATCH --signal=(\w+)@\d+", None),
     "lsf.bsub": (r"^#BSUB -wa (\w+)", None),
     "flux.sh": (r"^# flux: --signal=(\w+)@", None),
     "sge.qsub": (r"^#\$ -l h_rt=[\d:]+,s_rt=", "USR1"),  # Grid Engine's s_rt sends SIGUSR1
@@ -741,9 +742,9 @@ from dask.distributed import Client
 with Client() as client:
     n = int(os.environ["DASK_BATCH_N_WORKERS"])
     client.wait_for_workers(n, timeout=90)
-    pids = client.run(os.getpid)
+    pids = client.run(lambda dask_worker: os.getppid() if dask_worker.nanny else os.getpid())
     victim = sorted(pids)[-1]
-    os.kill(pids[victim], signal.SIGKILL)  # a whole worker rank dies
+    os.kill(pids[victim], signal.SIGKILL)  # a whole worker rank dies (the nanny's process)
     print("KILLED", victim, flush=True)
     deadline = time.monotonic() + 30
     while len(client.scheduler_info()["workers"]) >= n:

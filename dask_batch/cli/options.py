@@ -53,7 +53,7 @@ def cluster_options(f: Callable) -> Callable:
                      help="Worker scratch directory. Default: $TMPDIR, else /tmp."),
         click.option("--nanny/--no-nanny", "nanny", default=None,
                      help="Run each worker under a nanny that restarts it if it dies "
-                     "(e.g. OOM). Default: batch.worker.nanny (false)."),
+                     "(e.g. OOM) [default], or run the worker in the rank itself."),
         click.option("--dashboard/--no-dashboard", "dashboard", default=None,
                      help="Serve the dashboard on the scheduler [default: on]."),
         click.option("--dashboard-address", type=str, default=None,

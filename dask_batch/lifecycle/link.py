@@ -60,6 +60,7 @@ class Member:
     pid: int
     comm: Any = None
     done: bool = False
+    quiet: bool = False  # acknowledged the release: nothing of it will log the teardown
 
 
 @dataclass
@@ -126,6 +127,8 @@ class JobWatch:
                         self._finish(self.client_code)
                 elif msg.get("op") == "signal" and not guest:  # a guest's own allocation
                     self.on_signal(int(msg["signum"]))
+                elif msg.get("op") == "released":
+                    m.quiet = True
         except Exception:
             pass
         if guest:  # another launch's rank: its own job decides what its loss means
@@ -190,6 +193,14 @@ class JobWatch:
         while (sum(isinstance(k, tuple) for k in self.members) < expected
                and time.monotonic() < deadline):
             await asyncio.sleep(0.01)
+        # then the workers' acknowledgements (a round trip): a worker closing its own
+        # processes first does not see the scheduler close and log the futures it cancels
+        deadline = time.monotonic() + min(timeout, 2.0)
+        while time.monotonic() < deadline and any(
+            m.role == "worker" and not m.quiet and m.comm is not None and not m.comm.closed()
+            for m in self.members.values()
+        ):
+            await asyncio.sleep(0.002)
 
 
 # ---------------------------------------------------------------- member side
@@ -251,6 +262,7 @@ class MemberLink:
                     output.quiet()  # the scheduler closes next: failing heartbeats are not news
                     if self.on_released is not None:
                         self.on_released()
+                    await self.comm.write({"op": "released"})
                 elif op == "ending" and self.on_ending is not None:
                     self.on_ending(int(msg["signum"]))
         except Exception:

@@ -115,7 +115,6 @@ class ClientEnd:
             flush_and_exit(EXIT_SCHEDULER_LOST)
         output.quiet()
         grace = self.settings.shutdown_grace
-        _close_open_clients(grace)
         if self.link is not None:
             self.link.send_threadsafe({"op": "done", "code": code})
             deadline = time.monotonic() + grace
@@ -159,16 +158,3 @@ class ClientEnd:
             flush_and_exit(code)
 
         os._exit = _exit  # type: ignore[assignment]
-
-
-def _close_open_clients(timeout: float) -> None:
-    """Close the Clients the user's code left open before the cluster goes: left open, each
-    would try to reconnect to the closed scheduler while the rank exits (a traceback and, under
-    MPI, a late MPI_Finalize). Asynchronous ones belong to their own loops: left alone."""
-    from distributed import Client
-
-    for client in list(getattr(Client, "_instances", ())):
-        if client.asynchronous or client.status in ("closing", "closed"):
-            continue
-        with contextlib.suppress(Exception):
-            client.close(timeout=timeout)

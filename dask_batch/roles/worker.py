@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -56,7 +57,11 @@ async def serve_worker(
         if not outcome.done():
             outcome.set_result(1)
 
+    started: list[Any] = []
+
     def released() -> None:  # the job is over: close now (bounded), or leave (abrupt)
+        if abrupt and started and isinstance(started[0], Nanny):
+            _kill_worker_process(started[0])  # before the ack: it must not see the close
         if not outcome.done():
             outcome.set_result(0)
 
@@ -75,6 +80,7 @@ async def serve_worker(
         worker = await _start(cls, kwargs, placement.rank)
         if worker is None:
             return 1
+        started.append(worker)
         finished = asyncio.ensure_future(worker.finished())
         await asyncio.wait([finished, outcome], return_when=asyncio.FIRST_COMPLETED)
         output.quiet()
@@ -88,6 +94,15 @@ async def serve_worker(
     finally:
         if serving is not None:
             serving.cancel()
+
+
+def _kill_worker_process(nanny: Any) -> None:
+    """The job is over: the worker process goes now, before it notices the scheduler closing
+    and logs failed heartbeats (its logging is its own; this rank's quiet does not reach it)."""
+    pid = nanny.pid
+    if pid:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def worker_class_and_options(s: Settings, placement: Placement, contact: Contact,
