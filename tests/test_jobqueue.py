@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dask.config
 import pytest
-from clusters import sge_env, sge_up
+from clusters import sge_env, sge_up, slurm_env
 from conftest import require
 
 sys.path.insert(0, str(Path(__file__).parent / "fakes"))
@@ -372,3 +372,66 @@ def test_slurm_adapt_in_jobs(tmp_path, slurm):
     finally:
         cluster.close()
         scancel(job_ids(cluster))
+
+
+# ------------------------------------------------------------ SLURMRunner
+
+RUNNER_SCRIPT = '''
+import json, os
+from dask.distributed import Client
+from dask_batch.jobqueue import SLURMRunner
+
+with SLURMRunner(scheduler_file="sched-{job_id}.json",
+                 scheduler_options={"dashboard_address": ":0"}) as runner:
+    with Client(runner) as client:
+        client.wait_for_workers(runner.n_workers, timeout=60)
+        workers = client.scheduler_info()["workers"].values()
+        print(json.dumps({"total": client.submit(sum, client.map(abs, range(101))).result(),
+                          "n_workers": runner.n_workers, "workers": len(workers),
+                          "procid": os.environ["SLURM_PROCID"],
+                          "file": os.path.exists(runner.scheduler_file)}))
+'''
+
+
+@pytest.mark.timeout(30)
+def test_slurm_runner_needs_slurm_and_refuses_what_it_cannot_do(monkeypatch):
+    from dask_batch.jobqueue import SLURMRunner
+
+    for key in ("SLURM_JOB_ID", "SLURM_PROCID", "SLURM_NTASKS"):
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(RuntimeError, match="SLURM_PROCID, SLURM_NTASKS, and SLURM_JOB_ID"):
+        SLURMRunner()
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    monkeypatch.setenv("SLURM_NTASKS", "3")
+    with pytest.raises(TypeError, match="scheduler_options.*'host'.*not supported"):
+        SLURMRunner(scheduler_options={"host": "x"})
+    with pytest.raises(TypeError, match="asynchronous=True.*not supported"):
+        SLURMRunner(asynchronous=True)
+    with pytest.raises(RuntimeError, match="scheduler_file must be specified"):
+        SLURMRunner(scheduler_file=None)
+    their = inspect.signature(dask_jobqueue.slurm.SLURMRunner.__init__).parameters
+    assert their["scheduler_file"].default == inspect.signature(
+        SLURMRunner.__init__).parameters["scheduler_file"].default
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(180)
+def test_slurm_runner_under_srun_in_sbatch(tmp_path, slurm, tag):
+    from clusters import PYTHON, Slurm, one_result
+
+    (tmp_path / "script.py").write_text(RUNNER_SCRIPT)
+    (tmp_path / "job.sh").write_text(
+        f"#!/bin/bash\ntimeout -k 5 120 srun -K -n 4 {PYTHON} script.py\n")
+    jobs = Slurm(slurm_env(tag))
+    try:
+        job_id = jobs.sbatch("-n", "4", "-o", "out.txt", str(tmp_path / "job.sh"),
+                             cwd=tmp_path)
+        state, code, _ = jobs.wait(job_id, timeout=150)
+    finally:
+        jobs.cancel_all()
+    text = (tmp_path / "out.txt").read_text()
+    assert (state, code) == ("COMPLETED", 0), text
+    out = one_result(text)
+    assert out == {"total": 5050, "n_workers": 2, "workers": 2, "procid": "1", "file": True}
+    assert not (tmp_path / f"sched-{job_id}.json").exists()  # removed with the credentials

@@ -15,7 +15,7 @@ from typing import Any
 
 import dask.config
 
-from .cluster import BatchCluster
+from ..cluster import BatchCluster
 
 # class name -> (system, config name, the class's own keywords besides the common ones)
 SYSTEMS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -239,7 +239,7 @@ class JobQueueCluster(BatchCluster):
         if cls.system_name == "sge":  # dask-jobqueue's SGE jobs run in the submission folder
             extra = ["-cwd", *([f"-P {v['project']}"] if v.get("project") else [])]
         if v.get("disk") is not None:
-            from .units import parse_memory
+            from ..units import parse_memory
 
             return [f"request_disk = {parse_memory(v['disk']) // 1024}"], []
         if not rs:
@@ -354,4 +354,4 @@ HTCondorCluster = _make("HTCondorCluster")
 MoabCluster = _make("MoabCluster")
 OARCluster = _make("OARCluster")
 
-__all__ = ["JobQueueCluster", *SYSTEMS]
+__all__ = ["DEFAULTS", "DEPRECATED", "REFUSED", "SYSTEMS", "JobQueueCluster", *SYSTEMS]
