@@ -435,3 +435,23 @@ def test_slurm_runner_under_srun_in_sbatch(tmp_path, slurm, tag):
     out = one_result(text)
     assert out == {"total": 5050, "n_workers": 2, "workers": 2, "procid": "1", "file": True}
     assert not (tmp_path / f"sched-{job_id}.json").exists()  # removed with the credentials
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name, spec, generated, walltime", [
+    ("PBSCluster", "select=2:ncpus=4", "select=1:", "-l walltime=1:00:00"),
+    ("MoabCluster", "nodes=2:ppn=4", "nodes=1:", "-l walltime=1:00:00"),
+    ("OARCluster", "/nodes=2/core=4", "/nodes=1/", ",walltime=1:00:00"),
+    ("SGECluster", "h_vmem=4G", None, "-l h_rt=1:00:00"),
+])
+def test_resource_spec_replaces_the_generated_request_and_keeps_walltime(
+        name, spec, generated, walltime, tmp_path):
+    from dask_batch import jobqueue
+
+    with getattr(jobqueue, name)(cores=2, memory="2GiB", resource_spec=spec,
+                                 walltime="01:00:00", scheduler_options=SCHED,
+                                 shared_temp_directory=str(tmp_path)) as c:
+        header = c.job_header
+    assert f"-l {spec}" in header and walltime in header, header
+    if generated:
+        assert generated not in header, header

@@ -232,20 +232,25 @@ class JobQueueCluster(BatchCluster):
 
     @classmethod
     def _resource_spec(cls, v: dict[str, Any]) -> tuple[list[str], list[str]]:
-        """``resource_spec`` replaces the generated request (PBS) or adds to it (others);
-        HTCondor's ``disk`` is its request_disk."""
+        """``resource_spec`` replaces the generated request where that line holds only it
+        (PBS, Moab, OAR: walltime kept) and is added elsewhere (SGE); HTCondor's ``disk`` is
+        its request_disk. Returns (directives to add, generated ones to skip)."""
+        from ..units import hms, parse_duration, parse_memory
+
         rs = v.get("resource_spec")
         extra: list[str] = []
         if cls.system_name == "sge":  # dask-jobqueue's SGE jobs run in the submission folder
             extra = ["-cwd", *([f"-P {v['project']}"] if v.get("project") else [])]
         if v.get("disk") is not None:
-            from ..units import parse_memory
-
             return [f"request_disk = {parse_memory(v['disk']) // 1024}"], []
         if not rs:
             return extra, []
-        skip = ["select="] if cls.system_name == "pbs" else []
-        return [*extra, f"-l {rs}"], skip
+        walltime = hms(parse_duration(v.get("walltime") or DEFAULTS["walltime"], "walltime"))
+        own = {"pbs": ("select=", [f"-l {rs}"]),
+               "moab": ("nodes=1:ppn=", [f"-l {rs}", f"-l walltime={walltime}"]),
+               "oar": ("/nodes=1/", [f"-l {rs},walltime={walltime}"])}
+        skip, lines = own.get(str(cls.system_name), (None, [f"-l {rs}"]))
+        return [*extra, *lines], [skip] if skip else []
 
     # ------------------------------------------------------------ dask-jobqueue's API
 
