@@ -303,12 +303,11 @@ def test_pbs_cluster_on_the_strict_fake(tmp_path, monkeypatch, tag):
     env = fake_env("pbs", tmp_path)
     for key, value in {**env, "DASK_BATCH_TEST_TAG": tag}.items():
         monkeypatch.setenv(key, value)
-    cluster = PBSCluster(cores=1, memory="1GiB", processes=1, walltime="00:30:00",
-                         nanny=False, scheduler_options=SCHED,
-                         shared_temp_directory=str(tmp_path / "c"))
+    cluster = PBSCluster(n_workers=2, cores=1, memory="1GiB", processes=1,
+                         walltime="00:30:00", nanny=False, scheduler_options=SCHED,
+                         shared_temp_directory=str(tmp_path / "c"), name="jq-pbs")
     try:
-        cluster.scale(2)
-        assert len(cluster.plan) == 2
+        assert len(cluster.plan) == 2 and cluster.name == "jq-pbs"  # n_workers= scaled
         with Client(cluster) as client:
             client.wait_for_workers(2, timeout=45)
             assert client.submit(lambda: 41 + 1).result(20) == 42
