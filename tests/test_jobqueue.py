@@ -1,0 +1,456 @@
+"""dask_batch.jobqueue against the installed dask-jobqueue (a test dependency only): every
+keyword accepted or refused with a reason, the same directives, and real runs."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import dask.config
+import pytest
+from clusters import sge_env, sge_up, slurm_env
+from conftest import require
+
+sys.path.insert(0, str(Path(__file__).parent / "fakes"))
+from helpers import wait_for  # noqa: E402
+from test_cluster import job_ids, scancel, slurm_serving, squeue_ids  # noqa: E402
+
+dask_jobqueue = pytest.importorskip("dask_jobqueue")
+
+SCHED = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
+CLASSES = ["SLURMCluster", "PBSCluster", "SGECluster", "LSFCluster", "HTCondorCluster",
+           "MoabCluster", "OARCluster"]
+
+# keyword -> (a value BatchCluster cannot honour, words of the reason in the error)
+REFUSED = {
+    "job_cls": (object, "job classes"),
+    "scheduler_cls": (dict, "distributed.Scheduler"),
+    "worker_command": ("mymod.worker", "entry point"),
+    "worker_extra_args": (["--foo"], "job spec keys"),
+    "extra": (["--foo"], "job spec keys"),
+    "shebang": ("#!/bin/zsh", "bash"),
+    "job_cpu": (4, "cores"),
+    "job_mem": ("4GB", "memory"),
+    "ncpus": (4, "cores"),
+    "mem": (4000, "memory"),
+    "lsf_units": ("GB", "unit"),
+    "use_stdin": (False, "stdin"),
+    "submit_command_extra": (["-x"], "fixed"),
+    "cancel_command_extra": (["-x"], "fixed"),
+    "memory_per_core_property_name": ("memcore", "per job"),
+    "security": (object(), "True or False"),
+}
+# keywords of the cluster object itself (not of its jobs): in our signature, same default
+CLUSTER_LEVEL = {"n_workers", "loop", "silence_logs", "name", "asynchronous"}
+# a value for every other keyword; it must change what BatchCluster is given
+SAMPLES = {
+    "cores": 4, "memory": "8GiB", "processes": 2, "nanny": False, "protocol": "tcp://",
+    "interface": "lo", "death_timeout": 30, "local_directory": "/tmp/jq-local",
+    "job_extra": ["--a"], "job_extra_directives": ["--a"], "env_extra": ["echo x"],
+    "job_script_prologue": ["echo x"], "header_skip": ["-J"], "job_directives_skip": ["-J"],
+    "log_directory": "/tmp/jq-logs", "python": "/usr/bin/python3", "job_name": "jn",
+    "queue": "q1", "project": "pj", "account": "ac", "walltime": "01:00:00",
+    "resource_spec": "select=1:ncpus=2", "disk": "1GiB", "shared_temp_directory": "/tmp/jqs",
+    "dashboard_address": ":0", "host": "127.0.0.1", "scheduler_options": {"port": 0},
+    "config_name": "other", "use_stdin": True,
+}
+BASE = {"cores": 1, "memory": "1GiB"}
+
+
+def their_keywords(name: str) -> set[str]:
+    from dask_jobqueue.core import Job
+
+    cls = getattr(dask_jobqueue, name)
+    out: set[str] = set()
+    for f in (cls.__init__, cls.job_cls.__init__, Job.__init__):
+        out |= {p.name for p in inspect.signature(f).parameters.values()
+                if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    return out - {"self", "scheduler"}
+
+
+def translated(cls, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return cls.translate(**{**BASE, **kw})
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", CLASSES)
+def test_every_dask_jobqueue_keyword_is_accepted_or_refused_with_a_reason(name):
+    from dask_batch import jobqueue
+
+    ours = getattr(jobqueue, name)
+    keywords = their_keywords(name)
+    assert {"cores", "memory", "job_extra_directives", "config_name"} <= keywords  # sanity
+    base = translated(ours)
+    for kw in sorted(keywords):
+        if kw in CLUSTER_LEVEL:
+            theirs = inspect.signature(getattr(dask_jobqueue, name).__init__).parameters[kw]
+            assert inspect.signature(ours.__init__).parameters[kw].default == theirs.default
+        elif kw in REFUSED:
+            value, reason = REFUSED[kw]
+            with pytest.raises((TypeError, ValueError), match=f"{kw}=.*{reason}"):
+                translated(ours, **{kw: value})
+        else:
+            assert kw in SAMPLES, f"{name}({kw}=): neither accepted nor refused"
+            conf = {"jobqueue.other.death-timeout": 17} if kw == "config_name" else {}
+            with dask.config.set(conf):
+                got = translated(ours, **{kw: SAMPLES[kw]})
+            assert got != base, f"{name}({kw}={SAMPLES[kw]!r}) changed nothing"
+
+
+@pytest.mark.timeout(30)
+def test_unknown_keyword_missing_memory_and_jobqueue_config():
+    from dask_batch.jobqueue import PBSCluster, SLURMCluster
+
+    with pytest.raises(TypeError, match="unexpected keyword argument.*resource_spec"):
+        SLURMCluster.translate(cores=1, memory="1GB", resource_spec="x")
+    with pytest.raises(ValueError, match="cores and memory"):
+        SLURMCluster.translate(cores=1)
+    with dask.config.set({"jobqueue.pbs.cores": 6, "jobqueue.pbs.memory": "6GB",
+                          "jobqueue.pbs.queue": "cfgq", "jobqueue.pbs.walltime": "03:00:00"}):
+        got = PBSCluster.translate()
+    assert (got["cores"], got["memory"], got["queue"], got["walltime"]) == \
+        (6, "6GB", "cfgq", "03:00:00")
+    assert got["processes"] == 3  # dask-jobqueue's choice for 6 cores: nprocesses_nthreads
+    assert SLURMCluster.translate(cores=1, memory="1GB")["walltime"] == "00:30:00"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("old, new", [("job_extra", "job_extra_directives"),
+                                      ("env_extra", "job_script_prologue"),
+                                      ("header_skip", "job_directives_skip")])
+def test_deprecated_spellings_warn_as_dask_jobqueue_does(old, new):
+    from dask_jobqueue.slurm import SLURMJob
+
+    from dask_batch.jobqueue import SLURMCluster
+
+    with pytest.warns(FutureWarning) as theirs:
+        SLURMJob(cores=1, memory="1GB", **{old: ["-x"]})
+    with pytest.warns(FutureWarning) as ours:
+        got = SLURMCluster.translate(cores=1, memory="1GB", **{old: ["-x"]})
+    assert [str(w.message) for w in ours] == [str(w.message) for w in theirs
+                                              if old in str(w.message)]
+    key = {"job_extra_directives": "extra_directives", "job_script_prologue": "prologue",
+           "job_directives_skip": "skip_directives"}[new]
+    assert "-x" in got[key]
+    with pytest.warns(FutureWarning, match="project has been renamed to account"):
+        assert SLURMCluster.translate(cores=1, memory="1GB", project="p")["account"] == "p"
+
+
+# ------------------------------------------------------------ (b) the same directives
+
+KW = dict(cores=8, memory="32GiB", processes=2, queue="normal", walltime="02:00:00",
+          job_name="jqtest")
+PREFIX = {"SLURMCluster": "#SBATCH", "PBSCluster": "#PBS", "SGECluster": "#$",
+          "LSFCluster": "#BSUB"}
+# deliberate differences: ours also has log files, array and shell lines; dask-jobqueue
+# rounds memory up to whole units (compared within 10%), SLURM -n 1 is our --ntasks=1; SGE's
+# stderr is its own file (ours is read when a job fails), not joined with -j y
+DIFFERENT = {("SGECluster", "j")}
+LONG = {"-J": "job-name", "-p": "partition", "-A": "account", "-n": "ntasks",
+        "-t": "time", "-N": "name", "-q": "queue", "-W": "walltime", "-M": "memory", "-P":
+        "project"}
+
+
+def directives(script: str, prefix: str) -> dict[str, str]:
+    """Directive lines as {long option name: value}; PBS/SGE -l resources one key each."""
+    out: dict[str, str] = {}
+    for line in script.splitlines():
+        if not line.startswith(prefix + " "):
+            continue
+        body = line[len(prefix) + 1:].strip()
+        key, value = re.split(r"[= ]", body, maxsplit=1) if re.search(r"[= ]", body) \
+            else (body, "")
+        key = "cores" if (prefix, key) == ("#BSUB", "-n") else LONG.get(key, key.lstrip("-"))
+        value = value.strip().strip("'\"")
+        if (prefix, key) == ("#BSUB", "memory") and value.isdigit():
+            value += "K"  # dask-jobqueue's lsf_units: LSF's default unit, KB
+        if (prefix, key) == ("#BSUB", "walltime"):
+            value += ":00"  # LSF's -W is [hours:]minutes
+        if key == "l":  # PBS/SGE resources: one key per resource
+            for part in value.split(":") if value.startswith("select") else [value]:
+                k, _, v = part.partition("=")
+                out[k] = v
+        else:
+            out[key] = value
+    return out
+
+
+def seconds(text: str) -> int:
+    parts = [int(p) for p in text.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    return parts[0] * 3600 + parts[1] * 60 + parts[2]
+
+
+def megabytes(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)\s*([KMGT]?)i?[Bb]?", text.strip(), re.I)
+    assert m, text
+    # Slurm, PBS, SGE and LSF read M and G (MB, GB) as 2**20 and 2**30
+    scale = {"": 1, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}[m.group(2).upper()]
+    return float(m.group(1)) * scale
+
+
+def normalised(d: dict[str, str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        if k in ("time", "walltime", "h_rt"):
+            out["time"] = seconds(v)
+        elif k in ("mem", "memory", "mem_free"):
+            out["mem"] = megabytes(v)
+        elif k in ("partition", "queue", "q"):
+            out["queue"] = v
+        elif k in ("job-name", "name"):
+            out["name"] = v
+        else:
+            out[k] = v
+    return out
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("name", list(PREFIX))
+def test_job_script_has_dask_jobqueues_directives(name, tmp_path):
+    from dask_batch import jobqueue
+
+    extra = {"SLURMCluster": ["--constraint=x"], "PBSCluster": ["-l place=scatter"],
+             "SGECluster": ["-l h_vmem=2G"], "LSFCluster": ['-R "select[avx]"']}[name]
+    kw = {**KW, "job_extra_directives": extra,
+          **({"account": "p42"} if name in ("SLURMCluster", "PBSCluster") else
+             {"project": "p42"})}
+    if name == "SGECluster":
+        kw["resource_spec"] = "m_mem_free=32G"
+    with getattr(dask_jobqueue, name)(**kw) as c:
+        theirs = normalised(directives(c.job_script(), PREFIX[name]))
+    with getattr(jobqueue, name)(scheduler_options=SCHED, **kw,
+                                 shared_temp_directory=str(tmp_path)) as c:
+        script = c.job_script()
+        ours = normalised(directives(script, PREFIX[name]))
+        assert c.job_header.splitlines()[0].startswith(PREFIX[name])
+        assert c.job_name == "jqtest"
+    for key, value in theirs.items():
+        if (name, key) in DIFFERENT:
+            continue
+        if key == "mem":  # they round up to a whole unit
+            assert ours["mem"] <= value <= ours["mem"] * 1.1, (theirs, ours)
+        elif name == "PBSCluster" and key == "ncpus":  # select=1:ncpus=8:mem=... both
+            assert ours["ncpus"] == value
+        elif key == "R" and name == "LSFCluster" and value.startswith("span"):
+            assert ours["R"] == value
+        elif key in ("ntasks",):
+            assert value == "1" and "--ntasks=1" in script  # -n 1 in theirs
+        else:
+            assert ours.get(key) == value, (key, theirs, ours, script)
+    assert f"{PREFIX[name]} {extra[0]}" in script
+
+
+# ------------------------------------------------------------ real runs
+
+
+@pytest.fixture
+def slurm(monkeypatch):
+    require(slurm_serving(), "the single-node Slurm of ci/clusters is not running")
+    monkeypatch.delenv("SLURM_CONF", raising=False)
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(180)
+def test_slurm_cluster_scale_jobs_compute_close(tmp_path, slurm):
+    from distributed import Client
+
+    from dask_batch.jobqueue import SLURMCluster
+
+    cluster = SLURMCluster(cores=1, memory="500MiB", processes=1, queue="debug",
+                           walltime="00:10:00", nanny=False, scheduler_options=SCHED,
+                           shared_temp_directory=str(tmp_path),
+                           job_extra_directives=["--comment=jq-test"],
+                           job_script_prologue=["export JQ_PROLOGUE=yes"])
+    sent: set[str] = set()
+    try:
+        assert "#SBATCH --comment=jq-test" in cluster.job_script()
+        assert cluster.scheduler_file.startswith(str(tmp_path))
+        cluster.scale(jobs=1)
+        sent = job_ids(cluster)
+        assert len(sent) == 1 and len(cluster.worker_spec) == 1
+        with Client(cluster) as client:
+            client.wait_for_workers(1, timeout=90)
+            def prologue_ran() -> str | None:
+                import os
+
+                return os.environ.get("JQ_PROLOGUE")
+
+            assert client.submit(prologue_ran).result(30) == "yes"
+            assert client.submit(sum, range(10)).result(30) == 45
+        cluster.close()
+        job = next(iter(sent))
+        wait_for(lambda: not squeue_ids(job), 30, "close() to cancel the job")
+    finally:
+        cluster.close()
+        scancel(sent)
+
+
+@pytest.mark.timeout(90)
+def test_pbs_cluster_on_the_strict_fake(tmp_path, monkeypatch, tag):
+    from distributed import Client
+    from helpers import fake_calls, fake_env, kill_fake_jobs
+
+    from dask_batch.jobqueue import PBSCluster
+
+    env = fake_env("pbs", tmp_path)
+    for key, value in {**env, "DASK_BATCH_TEST_TAG": tag}.items():
+        monkeypatch.setenv(key, value)
+    cluster = PBSCluster(n_workers=2, cores=1, memory="1GiB", processes=1,
+                         walltime="00:30:00", nanny=False, scheduler_options=SCHED,
+                         shared_temp_directory=str(tmp_path / "c"), name="jq-pbs")
+    try:
+        assert len(cluster.plan) == 2 and cluster.name == "jq-pbs"  # n_workers= scaled
+        with Client(cluster) as client:
+            client.wait_for_workers(2, timeout=45)
+            assert client.submit(lambda: 41 + 1).result(20) == 42
+            cluster.close()
+        calls = [c[0] for c in fake_calls(env)]
+        assert calls.count("qsub") == 1 and calls[-1] == "qdel", calls
+    finally:
+        cluster.close()
+        kill_fake_jobs(env)
+
+
+@pytest.mark.sge
+@pytest.mark.timeout(200)
+def test_sge_cluster_scale_jobs_compute_close(tmp_path, monkeypatch):
+    require(sge_up(), "the Grid Engine of ci/clusters is not running")
+    from distributed import Client
+
+    from dask_batch.jobqueue import SGECluster
+    from dask_batch.submit.sge import parse_status
+
+    env = sge_env("probe")
+    for key in ("SGE_ROOT", "SGE_CELL"):
+        monkeypatch.setenv(key, env[key])
+
+    def queued(job: str) -> list[str]:
+        p = subprocess.run(["qstat", "-xml"], env=env, capture_output=True, text=True,
+                           timeout=15)
+        return sorted(k for k, v in parse_status(p.stdout).items()
+                      if k.split(".")[0] == job and "d" not in v)
+
+    cluster = SGECluster(cores=1, memory="500MiB", processes=1, queue="all.q",
+                         walltime="00:10:00", nanny=False, scheduler_options=SCHED,
+                         shared_temp_directory=str(tmp_path))
+    try:
+        assert "#$ -q all.q" in cluster.job_script()
+        cluster.scale(jobs=1)
+        (job,) = job_ids(cluster)
+        with Client(cluster) as client:
+            client.wait_for_workers(1, timeout=120)
+            assert client.submit(lambda: 6 * 7).result(30) == 42
+        cluster.close()
+        wait_for(lambda: not queued(job), 60, "close() to cancel the SGE job")
+    finally:
+        cluster.close()
+        for job in job_ids(cluster):
+            subprocess.run(["qdel", job], env=env, capture_output=True, timeout=30)
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(240)
+def test_slurm_adapt_in_jobs(tmp_path, slurm):
+    from dask_batch.jobqueue import SLURMCluster
+
+    cluster = SLURMCluster(cores=1, memory="500MiB", processes=1, queue="debug",
+                           walltime="00:10:00", nanny=False, scheduler_options=SCHED,
+                           shared_temp_directory=str(tmp_path))
+    try:
+        adaptive = cluster.adapt(minimum_jobs=1, maximum_jobs=2, interval="500ms")
+        assert (adaptive.minimum, adaptive.maximum) == (1, 2)
+        wait_for(lambda: len(cluster.plan) == 1, 30, "adapt to send the minimum job")
+    finally:
+        cluster.close()
+        scancel(job_ids(cluster))
+
+
+# ------------------------------------------------------------ SLURMRunner
+
+RUNNER_SCRIPT = '''
+import json, os
+from dask.distributed import Client
+from dask_batch.jobqueue import SLURMRunner
+
+with SLURMRunner(scheduler_file="sched-{job_id}.json",
+                 scheduler_options={"dashboard_address": ":0"}) as runner:
+    with Client(runner) as client:
+        client.wait_for_workers(runner.n_workers, timeout=60)
+        workers = client.scheduler_info()["workers"].values()
+        print(json.dumps({"total": client.submit(sum, client.map(abs, range(101))).result(),
+                          "n_workers": runner.n_workers, "workers": len(workers),
+                          "procid": os.environ["SLURM_PROCID"],
+                          "file": os.path.exists(runner.scheduler_file)}))
+'''
+
+
+@pytest.mark.timeout(30)
+def test_slurm_runner_needs_slurm_and_refuses_what_it_cannot_do(monkeypatch):
+    from dask_batch.jobqueue import SLURMRunner
+
+    for key in ("SLURM_JOB_ID", "SLURM_PROCID", "SLURM_NTASKS"):
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(RuntimeError, match="SLURM_PROCID, SLURM_NTASKS, and SLURM_JOB_ID"):
+        SLURMRunner()
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    monkeypatch.setenv("SLURM_NTASKS", "3")
+    with pytest.raises(TypeError, match="scheduler_options.*'host'.*not supported"):
+        SLURMRunner(scheduler_options={"host": "x"})
+    with pytest.raises(TypeError, match="asynchronous=True.*not supported"):
+        SLURMRunner(asynchronous=True)
+    with pytest.raises(RuntimeError, match="scheduler_file must be specified"):
+        SLURMRunner(scheduler_file=None)
+    their = inspect.signature(dask_jobqueue.slurm.SLURMRunner.__init__).parameters
+    assert their["scheduler_file"].default == inspect.signature(
+        SLURMRunner.__init__).parameters["scheduler_file"].default
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(180)
+def test_slurm_runner_under_srun_in_sbatch(tmp_path, slurm, tag):
+    from clusters import PYTHON, Slurm, one_result
+
+    (tmp_path / "script.py").write_text(RUNNER_SCRIPT)
+    (tmp_path / "job.sh").write_text(
+        f"#!/bin/bash\ntimeout -k 5 120 srun -K -n 4 {PYTHON} script.py\n")
+    jobs = Slurm(slurm_env(tag))
+    try:
+        job_id = jobs.sbatch("-n", "4", "-o", "out.txt", str(tmp_path / "job.sh"),
+                             cwd=tmp_path)
+        state, code, _ = jobs.wait(job_id, timeout=150)
+    finally:
+        jobs.cancel_all()
+    text = (tmp_path / "out.txt").read_text()
+    assert (state, code) == ("COMPLETED", 0), text
+    out = one_result(text)
+    assert out == {"total": 5050, "n_workers": 2, "workers": 2, "procid": "1", "file": True}
+    assert not (tmp_path / f"sched-{job_id}.json").exists()  # removed with the credentials
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name, spec, generated, walltime", [
+    ("PBSCluster", "select=2:ncpus=4", "select=1:", "-l walltime=1:00:00"),
+    ("MoabCluster", "nodes=2:ppn=4", "nodes=1:", "-l walltime=1:00:00"),
+    ("OARCluster", "/nodes=2/core=4", "/nodes=1/", ",walltime=1:00:00"),
+    ("SGECluster", "h_vmem=4G", None, "-l h_rt=1:00:00"),
+])
+def test_resource_spec_replaces_the_generated_request_and_keeps_walltime(
+        name, spec, generated, walltime, tmp_path):
+    from dask_batch import jobqueue
+
+    with getattr(jobqueue, name)(cores=2, memory="2GiB", resource_spec=spec,
+                                 walltime="01:00:00", scheduler_options=SCHED,
+                                 shared_temp_directory=str(tmp_path)) as c:
+        header = c.job_header
+    assert f"-l {spec}" in header and walltime in header, header
+    if generated:
+        assert generated not in header, header
