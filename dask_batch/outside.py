@@ -18,9 +18,9 @@ import json
 import os
 import re
 import stat
-import tempfile
 
 from .errors import BatchError
+from .files import write_private_json
 
 SCHEME = "dask-batch-tls"
 _PREFIX = f"{SCHEME}://"
@@ -72,16 +72,7 @@ def write_state(address: str, creds: dict[str, str], scheduler_file: str | None)
     path = state_file(address)
     data = {"address": inside_address(address), "scheduler_file": scheduler_file,
             "creds": {k: creds[k] for k in ("ca", "cert", "key")}}
-    fd, tmp = tempfile.mkstemp(prefix=".creds-", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_private_json(path, data)
     return path
 
 

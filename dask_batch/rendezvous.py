@@ -16,12 +16,12 @@ import json
 import logging
 import os
 import stat
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import BatchError
+from .files import write_private_json
 from .outside import inside_address, outside_address, remove_state, write_state
 from .placement import Placement
 from .settings import Settings
@@ -73,7 +73,6 @@ def check_writable(path: str) -> None:
 def write_scheduler_file(path: str, contact: Contact) -> None:
     """Write atomically with mode 0600: readers see the old file or the whole new one."""
     check_writable(path)
-    directory = os.path.dirname(os.path.abspath(path))
     # distributed's own keys, so a plain `Client(scheduler_file=...)` reads it too; a TLS
     # address in the dask-batch-tls scheme, whose connector finds the job's credentials
     data = {
@@ -84,18 +83,7 @@ def write_scheduler_file(path: str, contact: Contact) -> None:
         "workers": {},
         "dask_batch": {k: v for k, v in asdict(contact).items() if k != "address"},
     }
-    fd, tmp = tempfile.mkstemp(prefix=".scheduler-", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_private_json(path, data, fsync=True)
 
 
 def check_file_safe(path: str) -> None:

@@ -135,3 +135,12 @@ class Slurm:
     def cancel_all(self) -> None:
         for job_id in self.ids:
             subprocess.run(["scancel", job_id], env=self.env, capture_output=True, timeout=15)
+
+
+def sge_queued(env: dict[str, str], job: str) -> list[str]:
+    """The task ids of Grid Engine job ``job`` that qstat still shows (not being deleted)."""
+    from dask_batch.submit.sge import parse_status
+
+    p = subprocess.run(["qstat", "-xml"], env=env, capture_output=True, text=True, timeout=15)
+    return sorted(k for k, v in parse_status(p.stdout).items()
+                  if k.split(".")[0] == job and "d" not in v)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from clusters import sge_env, sge_up, slurm_env, slurm_up
+from clusters import sge_env, sge_queued, sge_up, slurm_env, slurm_up
 from conftest import require
 
 sys.path.insert(0, str(Path(__file__).parent / "fakes"))
@@ -295,12 +295,7 @@ def test_sge_scale_compute_scale_down_close(tmp_path, monkeypatch):
         monkeypatch.setenv(key, env[key])
 
     def queued(job: str) -> list[str]:
-        p = subprocess.run(["qstat", "-xml"], env=env, capture_output=True, text=True,
-                           timeout=15)
-        from dask_batch.submit.sge import parse_status
-
-        return sorted(k for k, v in parse_status(p.stdout).items()
-                      if k.split(".")[0] == job and "d" not in v)
+        return sge_queued(env, job)
 
     cluster = BatchCluster(system="sge", cores=1, walltime="00:10:00", queue="all.q",
                            nanny=False, poll_interval=1, scheduler_options=SCHED,

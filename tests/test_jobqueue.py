@@ -12,14 +12,13 @@ from pathlib import Path
 
 import dask.config
 import pytest
-from clusters import sge_env, sge_up, slurm_env
+from clusters import sge_env, sge_queued, sge_up, slurm_env
 from conftest import require
 
 sys.path.insert(0, str(Path(__file__).parent / "fakes"))
+import dask_jobqueue  # noqa: E402  (the test extra installs it: a reference, not a dependency)
 from helpers import wait_for  # noqa: E402
 from test_cluster import job_ids, scancel, slurm_serving, squeue_ids  # noqa: E402
-
-dask_jobqueue = pytest.importorskip("dask_jobqueue")
 
 SCHED = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
 CLASSES = ["SLURMCluster", "PBSCluster", "SGECluster", "LSFCluster", "HTCondorCluster",
@@ -326,17 +325,13 @@ def test_sge_cluster_scale_jobs_compute_close(tmp_path, monkeypatch):
     from distributed import Client
 
     from dask_batch.jobqueue import SGECluster
-    from dask_batch.submit.sge import parse_status
 
     env = sge_env("probe")
     for key in ("SGE_ROOT", "SGE_CELL"):
         monkeypatch.setenv(key, env[key])
 
     def queued(job: str) -> list[str]:
-        p = subprocess.run(["qstat", "-xml"], env=env, capture_output=True, text=True,
-                           timeout=15)
-        return sorted(k for k, v in parse_status(p.stdout).items()
-                      if k.split(".")[0] == job and "d" not in v)
+        return sge_queued(env, job)
 
     cluster = SGECluster(cores=1, memory="500MiB", processes=1, queue="all.q",
                          walltime="00:10:00", nanny=False, scheduler_options=SCHED,

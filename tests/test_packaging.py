@@ -179,6 +179,7 @@ def test_build_has_config_types_and_entry_points(tmp_path):
                         "egg_info", "--egg-base", str(tmp_path), "build_py", "--build-lib",
                         str(lib)], cwd=src, capture_output=True, text=True, timeout=170)
     assert p.returncode == 0, p.stderr
+    assert "Deprecat" not in p.stderr and "Warning" not in p.stderr, p.stderr  # clean metadata
     built = {str(f.relative_to(lib)) for f in lib.rglob("*") if f.is_file()}
     sources = {str(f.relative_to(ROOT)) for f in (ROOT / "dask_batch").rglob("*.py")}
     assert sources | {"dask_batch/batch.yaml", "dask_batch/py.typed"} <= built

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
+from ..files import write_private_json
 from .base import Element, Request, SubmitError, System, get_system, run
 from .spec import JobSpec
 from .states import JobState, from_exit_code, translate
@@ -100,16 +101,7 @@ def load(scheduler_file: str) -> list[Record]:
 
 
 def _write(path: str, records: list[Record]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".addon-", dir=os.path.dirname(path))
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"jobs": [r.to_json() for r in records]}, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_private_json(path, {"jobs": [r.to_json() for r in records]}, indent=1)
 
 
 # ---------------------------------------------------------------- submit
