@@ -31,14 +31,13 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .placement import LAUNCH_WIRING  # the kernels are not ranks: no MPI wiring for them
 from .tunnel import dashboard_ready, local_url, tunnel_command
 
 logger = logging.getLogger("dask_batch")
 
 INSTALL_HINT = "pip install 'dask-batch[lab]'"
 START_TIMEOUT = 180.0  # seconds; importing JupyterLab on a loaded login-class node is slow
-# the kernels are not MPI ranks: without these, mpi4py in a notebook would try the job's PMI
-_NOT_FOR_KERNELS = ("PMI_", "PMIX_", "OMPI_", "HYDRA_", "MPI_LOCAL")
 # the server process: die with the client rank (PR_SET_PDEATHSIG) even if it is SIGKILLed;
 # preexec_fn is not safe with the client's threads, so the child arms it itself
 _CHILD = (
@@ -132,7 +131,7 @@ class LabServer:
                 # every user of a shared node can reach
                 "KernelManager": {"transport": "ipc"},
             }, f)
-        env = {k: v for k, v in self.environ.items() if not k.startswith(_NOT_FOR_KERNELS)}
+        env = {k: v for k, v in self.environ.items() if not k.startswith(LAUNCH_WIRING)}
         env["JUPYTER_RUNTIME_DIR"] = self.runtime_dir
         self.proc = subprocess.Popen(self.argv(config), env=env, stdin=subprocess.DEVNULL,
                                      start_new_session=True)

@@ -18,6 +18,11 @@ from dataclasses import asdict, dataclass
 from . import hostlist
 from .errors import BatchError
 
+# what an MPI launcher puts in its ranks' environment to wire up MPI (PMI, PMIx, Open MPI,
+# MPICH's hydra: HYDI_CONTROL_FD, MPI_LOCALRANKID): a child process that is not a rank (a
+# nanny's spawned worker, a Jupyter kernel) must not inherit it, or its mpi4py joins the job
+LAUNCH_WIRING = ("PMI_", "PMIX_", "OMPI_", "HYDI_", "MPI_LOCAL")
+
 
 class PlacementError(BatchError, ValueError):
     """The environment describes an impossible placement (e.g. rank >= size)."""

@@ -12,7 +12,7 @@ from typing import Any
 from .. import output
 from ..gpus import resource_name
 from ..lifecycle import MemberLink, hard_exit_after
-from ..placement import Placement
+from ..placement import LAUNCH_WIRING, Placement
 from ..rendezvous import Contact
 from ..resources import Resources
 from ..security import security_from
@@ -216,5 +216,5 @@ def _spawn_safely() -> None:
     prior = os.environ.get("PYTHONWARNINGS")
     os.environ["PYTHONWARNINGS"] = f"{prior},{quiet}" if prior else quiet
     for name in list(os.environ):
-        if name.startswith(("PMI_", "PMIX_", "OMPI_", "HYDI_", "MPI_LOCAL")):
+        if name.startswith(LAUNCH_WIRING):
             del os.environ[name]
