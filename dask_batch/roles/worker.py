@@ -60,8 +60,8 @@ async def serve_worker(
     started: list[Any] = []
 
     def released() -> None:  # the job is over: close now (bounded), or leave (abrupt)
-        if abrupt and started and isinstance(started[0], Nanny):
-            _kill_worker_process(started[0])  # before the ack: it must not see the close
+        if abrupt and started and isinstance(started[-1], Nanny):
+            _kill_worker_process(started[-1])  # before the ack: it must not see the close
         if not outcome.done():
             outcome.set_result(0)
 
@@ -77,10 +77,16 @@ async def serve_worker(
         await link.connect()
         serving = asyncio.ensure_future(link.serve())
     try:
-        worker = await _start(cls, kwargs, placement.rank)
+        starting = asyncio.ensure_future(_start(cls, kwargs, placement.rank, started))
+        await asyncio.wait([starting, outcome], return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():  # the job ended while this worker was still starting
+            output.quiet()
+            if started and isinstance(started[-1], Nanny):
+                _kill_worker_process(started[-1])
+            return outcome.result()
+        worker = starting.result()
         if worker is None:
             return 1
-        started.append(worker)
         finished = asyncio.ensure_future(worker.finished())
         await asyncio.wait([finished, outcome], return_when=asyncio.FIRST_COMPLETED)
         output.quiet()
@@ -156,12 +162,14 @@ def _take_signals(s: Settings, link: MemberLink, outcome: asyncio.Future) -> Non
     loop.add_signal_handler(signal.SIGINT, lambda: outcome.done() or outcome.set_result(130))
 
 
-async def _start(cls: type, kwargs: dict[str, Any], rank: int) -> Any:
-    """The started worker, or None (reported) when it cannot start."""
+async def _start(cls: type, kwargs: dict[str, Any], rank: int, started: list[Any]) -> Any:
+    """The started worker, or None (reported) when it cannot start; ``started`` gets each
+    worker object as it is made, so that the job's end can stop one still starting."""
     from distributed import Nanny
 
     for attempt in (1, 2):
         worker = cls(**kwargs)
+        started.append(worker)
         try:
             await worker
             return worker
