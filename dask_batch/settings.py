@@ -208,8 +208,7 @@ def check(s: Settings) -> Settings:
         nanny=config.as_bool(s.nanny, "worker.nanny"),
         start_method=config.choice(s.start_method, "worker.start-method", ("fork", "spawn")),
         dashboard=config.as_bool(s.dashboard, "dashboard"),
-        client_on_scheduler=config.as_bool(s.client_on_scheduler, "client-on-scheduler")
-        or (s.client_at is not None and s.client_at == s.scheduler_rank and s.scheduler),
+        client_on_scheduler=config.as_bool(s.client_on_scheduler, "client-on-scheduler"),
         exclusive_workers=config.as_bool(s.exclusive_workers, "exclusive-workers"),
         scheduler_rank=_rank(s.scheduler_rank, "scheduler-rank"),
         client_at=None if s.client_at is None else _rank(s.client_at, "client rank"),

@@ -294,9 +294,6 @@ def test_sge_scale_compute_scale_down_close(tmp_path, monkeypatch):
     for key in ("SGE_ROOT", "SGE_CELL"):
         monkeypatch.setenv(key, env[key])
 
-    def queued(job: str) -> list[str]:
-        return sge_queued(env, job)
-
     cluster = BatchCluster(system="sge", cores=1, walltime="00:10:00", queue="all.q",
                            nanny=False, poll_interval=1, scheduler_options=SCHED,
                            scheduler_file=str(tmp_path / "c" / "sched.json"))
@@ -309,10 +306,10 @@ def test_sge_scale_compute_scale_down_close(tmp_path, monkeypatch):
             client.wait_for_workers(2, timeout=120)
             assert client.submit(lambda: 6 * 7).result(30) == 42
             cluster.scale(1)
-            wait_for(lambda: len(queued(job)) == 1, 60, "one SGE job to be cancelled")
+            wait_for(lambda: len(sge_queued(env, job)) == 1, 60, "one SGE job to be cancelled")
             wait_for(lambda: len(client.scheduler_info()["workers"]) == 1, 30, "one worker")
         cluster.close()
-        wait_for(lambda: not queued(job), 60, "close() to cancel the last SGE job")
+        wait_for(lambda: not sge_queued(env, job), 60, "close() to cancel the last SGE job")
     finally:
         cluster.close()
         for job in job_ids(cluster):

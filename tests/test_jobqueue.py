@@ -330,9 +330,6 @@ def test_sge_cluster_scale_jobs_compute_close(tmp_path, monkeypatch):
     for key in ("SGE_ROOT", "SGE_CELL"):
         monkeypatch.setenv(key, env[key])
 
-    def queued(job: str) -> list[str]:
-        return sge_queued(env, job)
-
     cluster = SGECluster(cores=1, memory="500MiB", processes=1, queue="all.q",
                          walltime="00:10:00", nanny=False, scheduler_options=SCHED,
                          shared_temp_directory=str(tmp_path))
@@ -344,7 +341,7 @@ def test_sge_cluster_scale_jobs_compute_close(tmp_path, monkeypatch):
             client.wait_for_workers(1, timeout=120)
             assert client.submit(lambda: 6 * 7).result(30) == 42
         cluster.close()
-        wait_for(lambda: not queued(job), 60, "close() to cancel the SGE job")
+        wait_for(lambda: not sge_queued(env, job), 60, "close() to cancel the SGE job")
     finally:
         cluster.close()
         for job in job_ids(cluster):

@@ -60,8 +60,8 @@ async def serve_worker(
     started: list[Any] = []
 
     def released() -> None:  # the job is over: close now (bounded), or leave (abrupt)
-        if abrupt and started and isinstance(started[-1], Nanny):
-            _kill_worker_process(started[-1])  # before the ack: it must not see the close
+        if abrupt:
+            _kill_worker_process(started)  # before the ack: it must not see the close
         if not outcome.done():
             outcome.set_result(0)
 
@@ -81,8 +81,7 @@ async def serve_worker(
         await asyncio.wait([starting, outcome], return_when=asyncio.FIRST_COMPLETED)
         if not starting.done():  # the job ended while this worker was still starting
             output.quiet()
-            if started and isinstance(started[-1], Nanny):
-                _kill_worker_process(started[-1])
+            _kill_worker_process(started)
             return outcome.result()
         worker = starting.result()
         if worker is None:
@@ -102,10 +101,13 @@ async def serve_worker(
             serving.cancel()
 
 
-def _kill_worker_process(nanny: Any) -> None:
-    """The job is over: the worker process goes now, before it notices the scheduler closing
-    and logs failed heartbeats (its logging is its own; this rank's quiet does not reach it)."""
-    pid = nanny.pid
+def _kill_worker_process(started: list[Any]) -> None:
+    """The job is over: the worker process of the last nanny started goes now, before it
+    notices the scheduler closing and logs failed heartbeats (its logging is its own; this
+    rank's quiet does not reach it). Nothing to do for a worker that is the rank itself."""
+    from distributed import Nanny
+
+    pid = started[-1].pid if started and isinstance(started[-1], Nanny) else None
     if pid:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
