@@ -21,6 +21,10 @@ RESULT = str(sum(abs(x) for x in range(-50, 50)))
 class Running:
     """A job started in the background whose stdout lines are collected as they come."""
 
+    # what a launcher that ends every rank when one dies (hydra) prints on stdout: it may
+    # end the others before they can say what they saw
+    ends_all_banner: str | None = None
+
     def __init__(self, argv: list[str], tag: str, **env: str):
         self.tag = tag
         self.t0 = time.monotonic()
@@ -124,7 +128,9 @@ def test_scheduler_dies_client_and_workers_exit_nonzero_naming_it(start):
     t = time.monotonic()
     rc, _ = job.wait(30)
     assert rc != 0 and time.monotonic() - t <= 10, job.stderr
-    assert "lost the scheduler" in job.stderr
+    named = "lost the scheduler" in job.stderr
+    banner = job.ends_all_banner is not None and job.ends_all_banner in "\n".join(job.lines)
+    assert named or banner, (job.lines, job.stderr)
     job.all_gone_within(5)
 
 
