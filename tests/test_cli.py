@@ -183,7 +183,7 @@ def test_dask_mpi_style_serve_then_more_workers_then_client(tmp_path, tag):
                     timeout=30) as client:
             client.wait_for_workers(4, timeout=60)
             names = sorted(str(w["name"]) for w in client.scheduler_info()["workers"].values())
-            assert names == ["1", "2", "more-0", "more-1"]
+            assert names == ["dask_mpi-1", "dask_mpi-2", "more-0", "more-1"]
             assert client.submit(lambda: 42).result() == 42
             client.shutdown()
         assert serve.wait(30) == 0, serve.stderr.read()

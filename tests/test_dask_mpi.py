@@ -93,8 +93,8 @@ def stop(proc: subprocess.Popen, tag: str) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize(("flags", "names"), [
-    (("--inclusive-workers",), ["0", "1", "2"]),
-    (("--scheduler-rank", "2"), ["0", "1"]),
+    (("--inclusive-workers",), ["dask_mpi-0", "dask_mpi-1", "dask_mpi-2"]),
+    (("--scheduler-rank", "2"), ["dask_mpi-0", "dask_mpi-1"]),
     (("--scheduler-rank", "1", "--inclusive-workers", "--name", "w"), ["w-0", "w-1", "w-2"]),
 ])
 def test_cli_scheduler_rank_and_inclusive_workers(tmp_path, tag, flags, names):
@@ -131,7 +131,7 @@ def test_cli_positional_scheduler_address_adds_workers(tmp_path, tag):
         rc, err = stop(first, tag)
         if more is not None:
             stop(more, tag)
-    assert got["names"] == ["1", "more-0", "more-1"], err
+    assert got["names"] == ["dask_mpi-1", "more-0", "more-1"], err
 
 
 def test_cli_scheduler_rank_past_the_world_is_one_line_not_a_hang(tmp_path):

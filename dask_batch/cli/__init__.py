@@ -77,11 +77,20 @@ def main(ctx: click.Context, **params: Any) -> None:
         _serve(params)
 
 
+# dask-mpi's CLI names its workers dask_mpi-<rank> (its initialize() names them <rank>, as
+# `dask-batch run` and BatchRunner do): the dask-mpi-style command keeps that default
+DASK_MPI_NAME = "dask_mpi"
+
+
 @handle_errors
 def _serve(params: dict[str, Any]) -> None:
+    import dask
+
     from ..runner import BatchRunner
 
     opts = runner_options(params)
+    if "name" not in opts and dask.config.get("batch.worker.name-prefix", None) is None:
+        opts["name"] = DASK_MPI_NAME
     runner = BatchRunner(client=False, **opts)
     runner.start()  # serves, then exits the process
 
