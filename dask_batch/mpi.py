@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import report
 from .placement import Placement, with_mpi
 
 logger = logging.getLogger("dask_batch")
@@ -41,8 +42,8 @@ def world(comm: Any = None, timeout: float = 120.0) -> Any:
     # MPI_Init waits for every rank of the launch: one that died before it would hang us in
     # C code that holds the GIL (and spins), so no Python thread can end it: a watchdog
     # process does.
-    watchdog = _watchdog(timeout, b"dask-batch: error: MPI_Init did not return within "
-                         + f"{timeout:g} s (did a rank die before it?)\n".encode())
+    why = f"error: MPI_Init did not return within {timeout:g} s (did a rank die before it?)"
+    watchdog = _watchdog(timeout, report.line(why).encode())
     from mpi4py import MPI
 
     if watchdog:

@@ -19,7 +19,7 @@ from typing import Any
 
 from . import (
     config,  # noqa: F401  (loads the batch defaults)
-    output,
+    report,
 )
 from . import mpi as mpi_
 from .errors import BatchError
@@ -157,7 +157,7 @@ class BatchRunner:
     def start(self) -> bool:
         """Take this rank's role. True on the client rank; other ranks serve, then exit."""
         s = self.settings = resolve(**self._options)
-        output.configure(s.log_level)
+        report.configure(s.log_level)
         environ = os.environ if self._environ is None else self._environ
         placement = detect(environ)
         # before MPI_Init: a bad protocol fails at once, and UCX's libraries load before MPI's
@@ -182,7 +182,7 @@ class BatchRunner:
 
         ignore_peer_failure_notice(s)
         self.role = role_of(placement.rank, s)
-        output.set_rank_prefix(placement.rank, self.role)
+        report.set_rank_prefix(placement.rank, self.role)
         return self._take_role(s, placement, comm, environ, protocol)
 
     def _take_role(self, s: Settings, placement: Placement, comm: Any, environ: Any,

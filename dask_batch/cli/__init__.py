@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .. import __version__
+from .. import __version__, report
 from . import submit
 from .lab import lab
 from .options import BadInput, cluster_options, env_rank, handle_errors, runner_options
@@ -30,7 +30,7 @@ class OncePerJobGroup(click.Group):
         except click.ClickException as e:
             if not env_rank():
                 hint = "" if isinstance(e, BadInput) else " (dask-batch --help)"
-                sys.stderr.write(f"dask-batch: error: {e.format_message()}{hint}\n")
+                report.error(f"{e.format_message()}{hint}")
             sys.exit(e.exit_code)
         except click.Abort:
             sys.exit(130)

@@ -15,12 +15,14 @@ from typing import Any
 
 import click
 
+from .. import report
+
 
 class SubmitFailed(click.ClickException):
     exit_code = 1
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"dask-batch: error: {self.format_message()}", err=True)
+        report.error(self.format_message())
 
 
 class BadInput(SubmitFailed):

@@ -6,6 +6,7 @@ import os
 import sys
 import threading
 
+from .. import report
 from ..errors import EXIT_BAD_INPUT
 from ..mpi import finalize
 from .signals import AllocationEnding
@@ -38,8 +39,7 @@ def hard_exit_after(seconds: float, code: int, why: str) -> threading.Timer:
     """Arm a timer that ends the process even if something hangs (distributed #8644)."""
 
     def fire() -> None:
-        sys.stderr.write(f"dask-batch: {why}: forcing exit after {seconds:g} s\n")
-        sys.stderr.flush()
+        report.say(f"{why}: forcing exit after {seconds:g} s")
         _os_exit(code)
 
     t = threading.Timer(seconds, fire)
@@ -70,5 +70,5 @@ def flush_and_exit(code: int) -> None:
 def report_and_exit(error: BaseException, rank: int | None) -> None:
     """Print ``error`` as one line (once per job if every rank has it) and exit with 2."""
     if not getattr(error, "every_rank", False) or not rank:
-        sys.stderr.write(f"dask-batch: error: {error}\n")
+        report.error(error)
     flush_and_exit(EXIT_BAD_INPUT)

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import output
+from .. import report
 from ..errors import EXIT_CLIENT_LOST, EXIT_NO_CLIENT
 from . import exit as exit_
 
@@ -259,7 +259,7 @@ class MemberLink:
                 op = msg.get("op") if isinstance(msg, dict) else None
                 if op == "release":
                     self.released = True
-                    output.quiet()  # the scheduler closes next: failing heartbeats are not news
+                    report.quiet()  # the scheduler closes next: failing heartbeats are not news
                     if self.on_released is not None:
                         self.on_released()
                     await self.comm.write({"op": "released"})

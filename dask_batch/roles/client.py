@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import output
+from .. import report
 from ..lifecycle import (
     EXIT_SCHEDULER_LOST,
     AllocationEnding,
@@ -93,9 +93,7 @@ class ClientEnd:
         if self.finished:
             return
         self.lost = True
-        sys.stderr.write(f"dask-batch: lost the scheduler {self.address} (rank 0): "
-                         "ending the client\n")
-        sys.stderr.flush()
+        report.say(f"lost the scheduler {self.address} (rank 0): ending the client")
         hard_exit_after(lost_grace(self.settings.scheduler_timeout), EXIT_SCHEDULER_LOST,
                         "scheduler lost")
         # a real signal: it also wakes a main thread blocked in a wait (interrupt_main does not)
@@ -113,7 +111,7 @@ class ClientEnd:
         self.finished = True
         if self.lost:
             flush_and_exit(EXIT_SCHEDULER_LOST)
-        output.quiet()
+        report.quiet()
         grace = self.settings.shutdown_grace
         if self.link is not None:
             self.link.send_threadsafe({"op": "done", "code": code})

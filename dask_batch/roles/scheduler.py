@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import output
+from .. import report
 from ..errors import BatchError
 from ..lifecycle import JobWatch
 from ..placement import Placement
@@ -65,7 +65,7 @@ async def serve_scheduler(
     closed.cancel()
     watch._finish(0)  # no-op when the job already has its outcome
     code = watch.outcome.result()
-    output.quiet()
+    report.quiet()
     loop = asyncio.get_running_loop()
     for sig in installed:
         loop.remove_signal_handler(sig)

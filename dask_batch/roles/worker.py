@@ -9,7 +9,7 @@ import os
 import signal
 from typing import Any
 
-from .. import output
+from .. import report
 from ..gpus import resource_name
 from ..lifecycle import MemberLink, hard_exit_after
 from ..placement import LAUNCH_WIRING, Placement
@@ -80,7 +80,7 @@ async def serve_worker(
         starting = asyncio.ensure_future(_start(cls, kwargs, placement.rank, started))
         await asyncio.wait([starting, outcome], return_when=asyncio.FIRST_COMPLETED)
         if not starting.done():  # the job ended while this worker was still starting
-            output.quiet()
+            report.quiet()
             _kill_worker_process(started)
             return outcome.result()
         worker = starting.result()
@@ -88,7 +88,7 @@ async def serve_worker(
             return 1
         finished = asyncio.ensure_future(worker.finished())
         await asyncio.wait([finished, outcome], return_when=asyncio.FIRST_COMPLETED)
-        output.quiet()
+        report.quiet()
         code = outcome.result() if outcome.done() else 0
         if not finished.done() and not (link.released and abrupt):
             # not released by the scheduler (lost it, Ctrl-C, own allocation ending): a close

@@ -18,6 +18,8 @@ import signal
 import sys
 from typing import Any
 
+from .. import report
+
 logger = logging.getLogger("dask_batch.submit.worker")
 
 
@@ -90,8 +92,7 @@ async def serve(args: argparse.Namespace, name: str) -> int:
     try:
         await asyncio.gather(*servers)
     except (OSError, TimeoutError) as e:
-        sys.stderr.write(f"dask-batch worker {name}: cannot reach the scheduler "
-                         f"{contact.address}: {e}\n")
+        report.say(f"cannot reach the scheduler {contact.address}: {e}")
         for s in servers:
             await s.close()
         return 1
@@ -102,13 +103,14 @@ async def serve(args: argparse.Namespace, name: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     name = worker_name(args)
+    report.set_rank_prefix(name, "worker")
     logging.basicConfig(level=logging.WARNING, format=f"{name} %(levelname)s %(message)s")
     from ..errors import BatchError
 
     try:
         code = asyncio.run(serve(args, name))
     except BatchError as e:  # no or unsafe scheduler file: one line, no traceback
-        sys.stderr.write(f"dask-batch worker {name}: error: {e}\n")
+        report.error(e)
         code = 2
     if args.exit_code_dir:
         try:

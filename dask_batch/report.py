@@ -1,5 +1,6 @@
-"""Short output: our one-line reports prefixed with rank and role, Dask's loggers at the
-configured level (warning by default), and silence once the job is ending."""
+"""Every line a user sees, in one format: ``dask-batch[<rank> <role>]: <message>`` on stderr
+(``dask-batch: <message>`` before a process knows its rank); Dask's loggers at the configured
+level (warning by default), and silence once the job is ending."""
 
 from __future__ import annotations
 
@@ -22,8 +23,24 @@ class _RankFilter(logging.Filter):
 _FILTER = _RankFilter()
 
 
-def set_rank_prefix(rank: int, role: str) -> None:
+def set_rank_prefix(rank: int | str, role: str) -> None:
+    """``rank``: the MPI rank, or the name of an add-on worker (which has no rank)."""
     _FILTER.prefix = f"dask-batch[{rank} {role}]"
+
+
+def line(message: str) -> str:
+    return f"{_FILTER.prefix}: {message}\n"
+
+
+def say(message: str) -> None:
+    """Write one line now, bypassing logging: safe from a timer or signal path that is about to
+    end the process (a logging lock held by a frozen thread cannot block it)."""
+    sys.stderr.write(line(message))
+    sys.stderr.flush()
+
+
+def error(message: object) -> None:
+    say(f"error: {message}")
 
 
 def configure(level: str) -> None:
