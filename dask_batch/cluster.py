@@ -21,7 +21,7 @@ from typing import Any
 
 import dask.config
 
-from . import config  # noqa: F401  (loads the batch defaults)
+from .settings import as_bool  # (importing settings loads the batch defaults)
 from .submit.jobcluster import JobCluster
 
 logger = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ def _secure(security: Any, insecure: bool) -> bool:
     if insecure:
         return False
     if security is None:
-        return config.as_bool(dask.config.get("batch.cluster.secure", default=True),
+        return as_bool(dask.config.get("batch.cluster.secure", default=True),
                               "cluster.secure")
     if isinstance(security, bool):
         return security

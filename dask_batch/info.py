@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import config  # noqa: F401  (loads the batch defaults)
 from .errors import BatchError
 from .gpus import visible as visible_gpus
 from .mpi import available as mpi_available

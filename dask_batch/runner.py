@@ -17,11 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import (
-    config,  # noqa: F401  (loads the batch defaults)
-    report,
-)
 from . import mpi as mpi_
+from . import report
 from .errors import BatchError
 from .lifecycle import AllocationEnding, exit_code_of, flush_and_exit, report_and_exit
 from .placement import Placement, detect

@@ -1,17 +1,29 @@
-"""One resolved set of options: argument > ``DASK_BATCH__…`` env > user yaml > batch.yaml."""
+"""Every option of a job, once: its default, dask config key, flag and help (the metadata of
+each ``Settings`` field). The click options, batch.yaml's ``batch.*`` defaults and
+docs/configuration.md are made from it (``scripts/config-reference.py``, checked by a test).
+
+A value comes from: argument > ``DASK_BATCH__…`` env > user yaml > batch.yaml.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+import dask.config
+import yaml
 from dask.utils import parse_timedelta
 
-from . import config
 from .errors import BatchError
 from .units import parse_memory
+
+DEFAULTS_FILE = os.path.join(os.path.dirname(__file__), "batch.yaml")
+
+with open(DEFAULTS_FILE) as _f:
+    dask.config.update_defaults(yaml.safe_load(_f))  # once, as distributed loads its own
 
 
 class SettingsError(BatchError, ValueError):
@@ -20,41 +32,119 @@ class SettingsError(BatchError, ValueError):
     every_rank = True
 
 
+def _opt(default: Any, key: str | None = None, help: str = "", flag: str | None = None,
+         **cli: Any) -> Any:
+    """A field: ``key`` under ``batch.`` in dask config, ``flag`` on the command line
+    (``--x/--no-x`` for a switch), ``help`` for both; ``cli`` says more about the flag
+    (``choices``, ``command``: only that command has it, ``is_flag``)."""
+    meta = {"key": key, "help": help, "flag": flag, **cli}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @dataclass(frozen=True)
 class Settings:
-    mpi: str = "auto"  # auto | true | false
-    rendezvous: str = "auto"  # auto | mpi | file | address
-    scheduler: bool = True
+    mpi: str = _opt(
+        "auto", "mpi", flag="--mpi/--no-mpi", help="Use MPI (mpi4py) for placement and "
+        "rendezvous: auto (when mpi4py is installed and an MPI launcher started this process), "
+        "true, false.")
+    rendezvous: str = _opt(
+        "auto", "rendezvous", flag="--rendezvous", choices=("auto", "mpi", "file", "address"),
+        help="How ranks meet: auto (MPI when in use, else a scheduler file), mpi, file, address.")
+    scheduler: bool = _opt(
+        True, flag="--scheduler/--no-scheduler", help="Start a scheduler on rank 0 [default], "
+        "or add every rank as a worker to an existing cluster (--no-scheduler --scheduler-file F).")
     client: bool = True  # a client rank runs user code (False: `dask-batch` serves only)
-    client_on_scheduler: bool = False
-    scheduler_rank: int = 0
+    client_on_scheduler: bool = _opt(
+        False, "client-on-scheduler", flag="--client-on-scheduler", command="run", is_flag=True,
+        help="Run the client next to the scheduler on rank 0, so every other rank is a worker.")
+    scheduler_rank: int = _opt(
+        0, "scheduler-rank", flag="--scheduler-rank",
+        help="The rank that runs the scheduler (dask-mpi's --scheduler-rank).")
     client_at: int | None = None  # the client's rank (dask-mpi's client_rank); None: default
-    exclusive_workers: bool = True  # False: the scheduler's and client's ranks work too
-    scheduler_file: str | None = None
-    scheduler_address: str | None = None
-    scheduler_port: int = 0
-    rendezvous_timeout: float = 120.0
-    dashboard: bool = True
-    dashboard_address: str = ":8787"
-    protocol: str | None = None
-    interface: str | None = None
-    secure: bool = True
-    nanny: bool = True
-    start_method: str = "fork"  # how a nanny starts its worker process: fork | spawn
-    nthreads: int | None = None
-    memory_limit: Any = "auto"
-    local_directory: str | None = None
-    worker_class: str = "distributed.Worker"
-    worker_options: dict = field(default_factory=dict)
-    name: str | None = None
-    gpus: Any = None
-    resources: dict = field(default_factory=dict)
-    client_timeout: float = 600.0
-    scheduler_timeout: float = 10.0
-    shutdown_grace: float = 5.0
-    signal_grace: float = 60.0
-    signals: tuple[str, ...] = ("SIGTERM", "SIGUSR2")
-    log_level: str = "warning"
+    exclusive_workers: bool = _opt(
+        True, "exclusive-workers", flag="--exclusive-workers/--inclusive-workers",
+        help="Workers only on ranks of their own [default], or also on the scheduler's (and the "
+        "client's) rank, as dask-mpi's --inclusive-workers.")
+    scheduler_file: str | None = _opt(
+        None, "scheduler-file", flag="--scheduler-file", help="Scheduler file to write "
+        "(scheduler) or read (--no-scheduler); null = scheduler-<job>.json in the working "
+        "directory (a shared filesystem) when needed.")
+    scheduler_address: str | None = _opt(
+        None, "scheduler-address", flag="--scheduler-address",
+        help="Join this scheduler instead of starting one, e.g. tls://10.0.0.1:8786.")
+    scheduler_port: int = _opt(
+        0, "scheduler-port", flag="--scheduler-port", help="Scheduler port; 0 = a random free "
+        "port.")
+    rendezvous_timeout: float = _opt(
+        120.0, "rendezvous-timeout",
+        help="Seconds a rank waits for the scheduler's address before giving up.")
+    dashboard: bool = _opt(
+        True, "dashboard", flag="--dashboard/--no-dashboard",
+        help="Serve the dashboard on the scheduler (when bokeh is installed).")
+    dashboard_address: str = _opt(
+        ":8787", "dashboard-address", flag="--dashboard-address",
+        help="Dashboard address (another port if this one is taken).")
+    protocol: str | None = _opt(
+        None, "protocol", flag="--protocol", help="tcp, tls or ucx; null = tls when secure, "
+        "else tcp.")
+    interface: str | None = _opt(
+        None, "interface", flag="--interface", help="Network interface, e.g. ib0 or eth0; null "
+        "= InfiniBand/Slingshot when present, else the first one that is up.")
+    secure: bool = _opt(
+        True, "secure", help="Mutual TLS with credentials made for this job only (--insecure: "
+        "plain TCP, anyone who can reach the scheduler can run code).")
+    nanny: bool = _opt(
+        True, "worker.nanny", flag="--nanny/--no-nanny", help="Run each worker under a nanny "
+        "that restarts it when its process dies (e.g. the OOM killer), so one dead worker "
+        "process does not end the job [default]; --no-nanny: the worker is the rank itself.")
+    start_method: str = _opt(
+        "fork", "worker.start-method", help="How a nanny starts its worker process: fork (from "
+        "this rank's interpreter, distributed already imported) or spawn (a fresh interpreter, "
+        "distributed's default); UCX workers always spawn.")
+    nthreads: int | None = _opt(
+        None, "worker.nthreads", flag="--nthreads",
+        help="Threads per worker; null = the rank's CPU share.")
+    memory_limit: Any = _opt(
+        "auto", "worker.memory-limit", flag="--memory-limit", help="Memory per worker, e.g. "
+        "4GiB; auto = the node's granted memory divided among its worker ranks.")
+    local_directory: str | None = _opt(
+        None, "worker.local-directory", flag="--local-directory",
+        help="Worker scratch directory; null = $TMPDIR, else /tmp.")
+    worker_class: str = _opt(
+        "distributed.Worker", "worker.class", flag="--worker-class",
+        help="Worker class, e.g. dask_cuda.CUDAWorker.")
+    worker_options: dict = _opt(
+        {}, "worker.options", flag="--worker-options",
+        help='Extra worker arguments (a JSON object on the command line), e.g. {"lifetime": "1h"}.')
+    name: str | None = _opt(
+        None, "worker.name-prefix", flag="--name",
+        help="Worker name prefix: workers are named <name>-<rank>; null = <rank>.")
+    gpus: Any = _opt(
+        None, "worker.gpus", flag="--gpus", help="GPUs per worker (NVIDIA, AMD, Intel): null "
+        "(none), auto (one each, by local rank) or a number.")
+    resources: dict = _opt({}, "worker.resources",
+                           help="Dask resource tags of every worker rank, e.g. {GPU: 1}.")
+    client_timeout: float = _opt(
+        600.0, "lifecycle.client-timeout",
+        help="Scheduler and workers stop if the client has not connected after this many seconds.")
+    scheduler_timeout: float = _opt(
+        10.0, "lifecycle.scheduler-timeout",
+        help="Client and workers end this many seconds after losing the scheduler.")
+    shutdown_grace: float = _opt(
+        5.0, "lifecycle.shutdown-grace",
+        help="After the client ends, hard exit of every rank after this many seconds.")
+    signal_grace: float = _opt(
+        60.0, "lifecycle.signal-grace",
+        help="After a walltime signal, every rank is gone within this many seconds.")
+    signals: tuple[str, ...] = _opt(
+        ("SIGTERM", "SIGUSR2"), "lifecycle.signals", help="Signals that mean the allocation is "
+        "ending: tell the client, retire workers, exit. Not SIGUSR1: MPICH's hydra sends it to "
+        "every rank when one of them dies.")
+    log_level: str = _opt(
+        "warning", "log-level", flag="--log-level",
+        help="Level of dask-batch's own loggers and Dask's on every rank.")
 
     @property
     def client_rank(self) -> int | None:
@@ -89,44 +179,30 @@ class Settings:
         return max(max(roles, default=-1) + 1, len(self.non_worker_ranks()) + 1)
 
 
-_KEYS = {  # Settings field -> dask config key under "batch."
-    "mpi": "mpi",
-    "rendezvous": "rendezvous",
-    "client_on_scheduler": "client-on-scheduler",
-    "scheduler_rank": "scheduler-rank",
-    "exclusive_workers": "exclusive-workers",
-    "scheduler_file": "scheduler-file",
-    "scheduler_address": "scheduler-address",
-    "scheduler_port": "scheduler-port",
-    "rendezvous_timeout": "rendezvous-timeout",
-    "dashboard": "dashboard",
-    "dashboard_address": "dashboard-address",
-    "protocol": "protocol",
-    "interface": "interface",
-    "secure": "secure",
-    "nanny": "worker.nanny",
-    "start_method": "worker.start-method",
-    "nthreads": "worker.nthreads",
-    "memory_limit": "worker.memory-limit",
-    "local_directory": "worker.local-directory",
-    "worker_class": "worker.class",
-    "worker_options": "worker.options",
-    "name": "worker.name-prefix",
-    "gpus": "worker.gpus",
-    "resources": "worker.resources",
-    "client_timeout": "lifecycle.client-timeout",
-    "scheduler_timeout": "lifecycle.scheduler-timeout",
-    "shutdown_grace": "lifecycle.shutdown-grace",
-    "signal_grace": "lifecycle.signal-grace",
-    "signals": "lifecycle.signals",
-    "log_level": "log-level",
-}
+KEYS = {f.name: f.metadata["key"] for f in fields(Settings) if f.metadata.get("key")}
+"""Settings field -> its dask config key under ``batch.``."""
+
+
+def as_bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"batch.{key}: expected true or false, got {value!r}")
+
+
+def choice(value: Any, key: str, allowed: tuple[str, ...]) -> str:
+    text = str(value).strip().lower()
+    if text not in allowed:
+        raise ValueError(f"batch.{key}: expected one of {', '.join(allowed)}, got {value!r}")
+    return text
 
 
 def resolve(**overrides: Any) -> Settings:
     """Settings from explicit values (None = not given) over dask config; checked."""
-    import dask.config
-
     values: dict[str, Any] = {}
     known = {f.name for f in fields(Settings)}
     for name, value in overrides.items():
@@ -134,7 +210,7 @@ def resolve(**overrides: Any) -> Settings:
             raise SettingsError(f"unknown option {name!r}")
         if value is not None:
             values[name] = value
-    for name, key in _KEYS.items():
+    for name, key in KEYS.items():
         if name not in values:
             got = dask.config.get(f"batch.{key}", default=None)
             if got is not None:
@@ -164,25 +240,36 @@ def _seconds(value: Any, key: str) -> float:
         raise SettingsError(f"batch.{key}: bad duration {value!r}") from e
 
 
-def check(s: Settings) -> Settings:
+def _mpi(s: Settings) -> str:
     mpi = str(s.mpi).lower()
     mpi = {"1": "true", "yes": "true", "on": "true", "0": "false", "no": "false"}.get(mpi, mpi)
-    config.choice(mpi, "mpi", ("auto", "true", "false"))
+    choice(mpi, "mpi", ("auto", "true", "false"))
     if mpi == "true" and importlib.util.find_spec("mpi4py") is None:
         raise SettingsError("--mpi needs mpi4py: pip install 'dask-batch[mpich]' (or [mpi])")
-    rdv = config.choice(s.rendezvous, "rendezvous", ("auto", "mpi", "file", "address"))
+    return mpi
+
+
+def _rendezvous(s: Settings, mpi: str) -> str:
+    rdv = choice(s.rendezvous, "rendezvous", ("auto", "mpi", "file", "address"))
     if rdv == "address" and not s.scheduler_address:
         raise SettingsError("rendezvous 'address' needs --scheduler-address")
     if rdv == "mpi" and mpi == "false":
         raise SettingsError("rendezvous 'mpi' needs MPI, but mpi is false")
-    worker_options = s.worker_options
-    if isinstance(worker_options, str):
+    return rdv
+
+
+def _worker_options(value: Any) -> dict:
+    if isinstance(value, str):
         try:
-            worker_options = json.loads(worker_options) if worker_options.strip() else {}
+            value = json.loads(value) if value.strip() else {}
         except ValueError as e:
             raise SettingsError(f"--worker-options is not JSON: {e}") from e
-    if not isinstance(worker_options, dict):
+    if not isinstance(value, dict):
         raise SettingsError("--worker-options must be a JSON object")
+    return value
+
+
+def _check_worker(s: Settings) -> None:
     memory = s.memory_limit
     if memory not in ("auto", None, 0, "0") and not (
         isinstance(memory, float) and 0 < memory <= 1
@@ -193,23 +280,28 @@ def check(s: Settings) -> Settings:
             raise SettingsError(str(e)) from e
     if s.nthreads is not None and int(s.nthreads) < 1:
         raise SettingsError(f"--nthreads must be at least 1, got {s.nthreads}")
-    level = str(s.log_level).lower()
-    config.choice(level, "log-level", ("debug", "info", "warning", "error", "critical"))
     gpus = s.gpus
     if gpus not in (None, "auto", "none") and not str(gpus).isdigit():
         raise SettingsError(f"--gpus must be auto, none or a number, got {gpus!r}")
+
+
+def check(s: Settings) -> Settings:
+    """``s`` with every value in its one form; SettingsError for one that cannot work."""
+    mpi = _mpi(s)
+    _check_worker(s)
+    level = choice(s.log_level, "log-level", ("debug", "info", "warning", "error", "critical"))
     return replace(
         s,
         mpi=mpi,
-        rendezvous=rdv,
-        worker_options=worker_options,
+        rendezvous=_rendezvous(s, mpi),
+        worker_options=_worker_options(s.worker_options),
         log_level=level,
-        secure=config.as_bool(s.secure, "secure"),
-        nanny=config.as_bool(s.nanny, "worker.nanny"),
-        start_method=config.choice(s.start_method, "worker.start-method", ("fork", "spawn")),
-        dashboard=config.as_bool(s.dashboard, "dashboard"),
-        client_on_scheduler=config.as_bool(s.client_on_scheduler, "client-on-scheduler"),
-        exclusive_workers=config.as_bool(s.exclusive_workers, "exclusive-workers"),
+        secure=as_bool(s.secure, "secure"),
+        nanny=as_bool(s.nanny, "worker.nanny"),
+        start_method=choice(s.start_method, "worker.start-method", ("fork", "spawn")),
+        dashboard=as_bool(s.dashboard, "dashboard"),
+        client_on_scheduler=as_bool(s.client_on_scheduler, "client-on-scheduler"),
+        exclusive_workers=as_bool(s.exclusive_workers, "exclusive-workers"),
         scheduler_rank=_rank(s.scheduler_rank, "scheduler-rank"),
         client_at=None if s.client_at is None else _rank(s.client_at, "client rank"),
         scheduler_port=int(s.scheduler_port or 0),

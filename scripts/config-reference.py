@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Write docs/configuration.md from dask_batch/batch.yaml (its keys, defaults and comments)
-and from the CLI (which flag sets which key).
+"""Write the settings part of dask_batch/batch.yaml from dask_batch/settings.py (each
+Settings field's default, key and help), then docs/configuration.md from both (the other
+keys' descriptions are batch.yaml's comments) and from the CLI (which flag sets which key).
 
-    python scripts/config-reference.py            # rewrite docs/configuration.md
-    python scripts/config-reference.py --check    # exit 1 if the committed file is stale
+    python scripts/config-reference.py            # rewrite both
+    python scripts/config-reference.py --check    # exit 1 if a committed file is stale
 
-tests/test_docs.py runs the check, so batch.yaml and the reference cannot drift apart.
+tests/test_docs.py runs the check, so settings.py, batch.yaml, the flags and the reference
+cannot drift apart.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 YAML = ROOT / "dask_batch" / "batch.yaml"
 OUT = ROOT / "docs" / "configuration.md"
 
@@ -53,7 +57,7 @@ of these that has it:
 Environment variables reach every rank when the launcher exports the environment (`srun`,
 `sbatch`, `mpiexec`, `bsub`, `flux` do; PBS only what `qsub -v` names, Grid Engine only with
 `qsub -V`). To see what a rank will use:
-`python -c "import dask, dask_batch.config; print(dask.config.get('batch'))"`, and
+`python -c "import dask, dask_batch.settings; print(dask.config.get('batch'))"`, and
 `dask-batch info` for what it detected (launcher, rank, interface, threads, memory, GPUs).
 """
 
@@ -128,9 +132,8 @@ def cli_flags() -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
     import dataclasses
     import inspect
 
-    sys.path.insert(0, str(ROOT))
     from dask_batch.cli import main
-    from dask_batch.settings import _KEYS
+    from dask_batch.settings import KEYS
     from dask_batch.submit.addon import AddOnWorkers
     from dask_batch.submit.spec import JobSpec
 
@@ -143,16 +146,17 @@ def cli_flags() -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
         return ", ".join(f"`{prefix}{o}`" for o in names)
 
     params = {p.name: p for p in main.params}
-    for field, key in _KEYS.items():
+    for field, key in KEYS.items():
         path = f"batch.{key}"
         python[path] = f"`BatchRunner({field}=)`"
         p = params.get(field)
         if p is not None:
             flags[path], helps[path] = opts(p), p.help or ""
     flags["batch.secure"], helps["batch.secure"] = "`--insecure` (false)", params["insecure"].help
-    run = main.commands["run"].params
-    p = next(p for p in run if p.name == "client_on_scheduler")
-    flags["batch.client-on-scheduler"] = opts(p, "run ")
+    for p in main.commands["run"].params:
+        path = f"batch.{KEYS.get(p.name)}"
+        if p.name in KEYS and path not in flags:
+            flags[path], helps[path] = opts(p, "run "), p.help or ""
     spec_keys = {f.name for f in dataclasses.fields(JobSpec)}
     explicit = set(inspect.signature(AddOnWorkers).parameters)
     for name in sorted(spec_keys | explicit):
@@ -171,9 +175,58 @@ def cli_flags() -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
     return flags, python, helps
 
 
+BEGIN = "  # --- from dask_batch/settings.py (scripts/config-reference.py): edit there ---"
+END = "  # --- end of the settings.py part ---"
+
+
+def settings_help() -> dict[str, str]:
+    """Key path -> the help of its Settings field."""
+    from dataclasses import fields
+
+    from dask_batch.settings import Settings
+
+    return {f"batch.{f.metadata['key']}": f.metadata["help"] for f in fields(Settings)
+            if f.metadata.get("key")}
+
+
+def settings_yaml() -> str:
+    """batch.yaml's lines for every Settings key: its help as a comment, its default."""
+    from dataclasses import MISSING, fields
+
+    from dask_batch.settings import Settings
+
+    groups: dict[str, list[tuple[str, str, object]]] = {"": []}
+    for f in fields(Settings):
+        key = f.metadata.get("key")
+        if not key:
+            continue
+        default = f.default_factory() if f.default is MISSING else f.default
+        section, _, name = key.rpartition(".")
+        groups.setdefault(section, []).append((name, f.metadata["help"], default))
+    lines = [BEGIN]
+    for section, items in groups.items():
+        indent = "    " if section else "  "
+        if section:
+            lines.append(f"  {section}:")
+        for name, help_text, default in items:
+            value = list(default) if isinstance(default, tuple) else default
+            lines += textwrap.wrap(help_text, 96 - len(indent) - 2,
+                                   initial_indent=indent + "# ", subsequent_indent=indent + "# ")
+            lines.append(f"{indent}{name}: {show(value)}")
+    return "\n".join([*lines, END])
+
+
+def with_settings(text: str) -> str:
+    """batch.yaml's text with its settings part made anew."""
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"batch.yaml: the lines {BEGIN.strip()!r} and {END.strip()!r} are missing")
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    return head + settings_yaml() + tail
+
+
 # keys that batch.yaml has no comment for and no flag describes
 FALLBACK = {
-    "batch.worker.resources": "Dask resource tags of every worker rank, e.g. {GPU: 1}",
     "batch.submit.lifetime-stagger": "seconds over which the workers' lifetimes are spread; "
                                      "null = a quarter of lifetime-margin, at most a tenth of "
                                      "the lifetime",
@@ -191,10 +244,10 @@ def describe(text: str) -> str:
     return re.sub(r"[^\s`]*<[^>]+>[^\s`]*", code, text.strip())
 
 
-def render() -> str:
-    text = YAML.read_text()
+def render(text: str) -> str:
     data = yaml.safe_load(text)
     docs, order = parse(text)
+    docs.update(settings_help())
     flags, python, helps = cli_flags()
     sections: dict[str, list[str]] = {}
     for path in order:
@@ -235,16 +288,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="compare, do not write")
     args = parser.parse_args()
-    text = render()
-    if args.check:
-        if not OUT.exists() or OUT.read_text() != text:
-            print(f"{OUT.relative_to(ROOT)} is stale: run python scripts/config-reference.py",
-                  file=sys.stderr)
-            return 1
-        return 0
-    OUT.write_text(text)
-    print(f"wrote {OUT.relative_to(ROOT)}")
-    return 0
+    defaults = with_settings(YAML.read_text())
+    outputs = {YAML: defaults, OUT: render(defaults)}
+    stale = [p for p, text in outputs.items() if not p.exists() or p.read_text() != text]
+    for path in stale:
+        name = path.relative_to(ROOT)
+        if args.check:
+            print(f"{name} is stale: run python scripts/config-reference.py", file=sys.stderr)
+        else:
+            path.write_text(outputs[path])
+            print(f"wrote {name}")
+    return 1 if args.check and stale else 0
 
 
 if __name__ == "__main__":

@@ -80,6 +80,28 @@ def test_configuration_reference_is_generated_from_batch_yaml():
     assert p.returncode == 0, p.stderr
 
 
+def test_every_setting_is_one_field_its_flag_default_and_yaml_key_come_from():
+    """settings.py is the one source: each keyed field's default is batch.yaml's value (what
+    resolve() gives with no config), and each flag of the cluster commands is built from it."""
+    from dataclasses import fields
+
+    import click
+
+    from dask_batch.cli import main
+    from dask_batch.settings import KEYS, Settings, check, resolve
+
+    assert resolve() == check(Settings())
+    params = {p.name: p for p in main.params} | {p.name: p for p in main.commands["run"].params}
+    flagged = {f.name: f for f in fields(Settings) if f.metadata.get("flag")}
+    for name, f in flagged.items():
+        p = params[name]
+        assert isinstance(p, click.Option) and p.default is None, name
+        assert p.help == f.metadata["help"], name
+        assert f.metadata["flag"].split("/")[0] in p.opts, (name, p.opts)
+    assert {"scheduler_file", "nanny", "exclusive_workers", "client_on_scheduler"} <= set(flagged)
+    assert "worker.nanny" == KEYS["nanny"] and "scheduler" not in KEYS  # no config key
+
+
 def test_configuration_reference_lists_every_key():
     import yaml
 

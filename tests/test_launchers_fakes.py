@@ -704,7 +704,7 @@ def test_early_signals_are_walltime_signals():
     import dask.config
     import yaml
 
-    import dask_batch.config  # noqa: F401
+    import dask_batch.settings  # noqa: F401
 
     defaults = yaml.safe_load((ROOT / "dask_batch" / "batch.yaml").read_text())
     signals = defaults["batch"]["lifecycle"]["signals"]

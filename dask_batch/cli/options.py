@@ -5,9 +5,12 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
+from dataclasses import Field, fields
 from typing import Any
 
 import click
+
+from ..settings import Settings
 
 
 class BadInput(click.ClickException):
@@ -19,63 +22,39 @@ class BadInput(click.ClickException):
         click.echo(f"dask-batch: error: {self.format_message()}", err=True)
 
 
+def setting_option(f: Field) -> Callable:
+    """The click option of one Settings field, from its metadata. Its default is None: the
+    value comes from dask config unless the flag is given."""
+    meta = f.metadata
+    decls = [*meta["flag"].split(), f.name]
+    kwargs: dict[str, Any] = {"default": None, "help": meta["help"]}
+    if meta.get("is_flag"):
+        kwargs["is_flag"] = True
+    elif "choices" in meta:
+        kwargs["type"] = click.Choice(meta["choices"])
+    elif "/" not in meta["flag"]:
+        kwargs["type"] = int if str(f.type).startswith("int") else str
+    return click.option(*decls, **kwargs)
+
+
+def settings_with_flags(command: str | None = None) -> list[Field]:
+    """The Settings fields with a flag on every cluster command (``command=None``) or only on
+    ``command``."""
+    return [f for f in fields(Settings) if f.metadata.get("flag")
+            and f.metadata.get("command") == command]
+
+
+EXTRA = [  # flags that are not one setting each
+    click.option("--insecure", is_flag=True, default=False,
+                 help="Turn off TLS (batch.secure: false): anyone who can reach the scheduler "
+                 "can run code."),
+    click.option("-v", "--verbose", count=True, help="More output: -v info, -vv debug."),
+]
+
+
 def cluster_options(f: Callable) -> Callable:
-    """The dask-mpi flags, plus ours. Every default is None: the value comes from dask config."""
-    options = [
-        click.option("--scheduler-file", type=str, default=None,
-                     help="Scheduler file to write (scheduler) or read (--no-scheduler). "
-                     "Default: scheduler-<job>.json in the working directory when needed."),
-        click.option("--scheduler-address", type=str, default=None,
-                     help="Join this scheduler instead of starting one, e.g. tls://10.0.0.1:8786."),
-        click.option("--scheduler/--no-scheduler", "scheduler", default=None,
-                     help="Start a scheduler on rank 0 [default], or add every rank as a worker "
-                     "to an existing cluster (--no-scheduler --scheduler-file F)."),
-        click.option("--scheduler-port", type=int, default=None,
-                     help="Scheduler port. Default: a random free port."),
-        click.option("--scheduler-rank", type=int, default=None,
-                     help="The rank that runs the scheduler [default: 0]."),
-        click.option("--exclusive-workers/--inclusive-workers", "exclusive_workers",
-                     default=None, help="Workers only on ranks of their own [default], or "
-                     "also on the scheduler's (and the client's) rank, as dask-mpi's."),
-        click.option("--interface", type=str, default=None,
-                     help="Network interface, e.g. ib0 or eth0. Default: InfiniBand/Slingshot "
-                     "when present, else the first one that is up."),
-        click.option("--protocol", type=str, default=None,
-                     help="tcp, tls or ucx. Default: tls (tcp with --insecure)."),
-        click.option("--insecure", is_flag=True, default=False,
-                     help="Turn off TLS: anyone who can reach the scheduler can run code."),
-        click.option("--nthreads", type=int, default=None,
-                     help="Threads per worker. Default: the rank's CPU share."),
-        click.option("--memory-limit", type=str, default=None,
-                     help="Memory per worker, e.g. 4GiB. Default: the node's granted memory "
-                     "divided among its worker ranks."),
-        click.option("--local-directory", type=str, default=None,
-                     help="Worker scratch directory. Default: $TMPDIR, else /tmp."),
-        click.option("--nanny/--no-nanny", "nanny", default=None,
-                     help="Run each worker under a nanny that restarts it if it dies "
-                     "(e.g. OOM) [default], or run the worker in the rank itself."),
-        click.option("--dashboard/--no-dashboard", "dashboard", default=None,
-                     help="Serve the dashboard on the scheduler [default: on]."),
-        click.option("--dashboard-address", type=str, default=None,
-                     help="Dashboard address. Default: :8787 (another port if taken)."),
-        click.option("--name", type=str, default=None,
-                     help="Worker name prefix; workers are named <name>-<rank>."),
-        click.option("--worker-class", type=str, default=None,
-                     help="Worker class, e.g. distributed.Nanny or dask_cuda.CUDAWorker."),
-        click.option("--worker-options", type=str, default=None,
-                     help='JSON dict of extra worker arguments, e.g. \'{"lifetime": "1h"}\'.'),
-        click.option("--gpus", type=str, default=None,
-                     help="GPUs per worker: auto (one each, by local rank) or a number."),
-        click.option("--mpi/--no-mpi", "mpi", default=None,
-                     help="Use MPI (mpi4py) for placement and rendezvous. Default: when mpi4py "
-                     "is installed and an MPI launcher started this process."),
-        click.option("--rendezvous", type=click.Choice(["auto", "mpi", "file", "address"]),
-                     default=None, help="How ranks meet. Default: MPI when in use, else a file."),
-        click.option("-v", "--verbose", count=True, help="More output: -v info, -vv debug."),
-        click.option("--log-level", type=str, default=None,
-                     help="Level for Dask's own loggers (default: warning)."),
-    ]
-    for option in reversed(options):
+    """The dask-mpi flags, plus ours: one per Settings field that has a flag, plus EXTRA."""
+    for option in reversed([*map(setting_option, settings_with_flags()), *EXTRA]):
         f = option(f)
     return f
 

@@ -5,19 +5,34 @@ from __future__ import annotations
 import os
 import runpy
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-from .options import BadInput, cluster_options, handle_errors, merged, runner_options
+from .options import (
+    BadInput,
+    cluster_options,
+    handle_errors,
+    merged,
+    runner_options,
+    setting_option,
+    settings_with_flags,
+)
+
+
+def run_only_options(f: Callable) -> Callable:
+    """The settings whose flag only ``run`` has (e.g. --client-on-scheduler)."""
+    for field in reversed(settings_with_flags("run")):
+        f = setting_option(field)(f)
+    return f
 
 
 @click.command(context_settings={"ignore_unknown_options": True,
                                  "allow_interspersed_args": False})
 @click.option("-m", "module", is_flag=True, help="Run a module (python -m style).")
-@click.option("--client-on-scheduler", is_flag=True, default=None,
-              help="Run the client on rank 0 next to the scheduler; every other rank works.")
 @cluster_options
+@run_only_options
 @click.argument("target")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context

@@ -14,8 +14,8 @@ from typing import Any
 
 import dask.config
 
-from .. import config  # noqa: F401  (loads the batch defaults)
 from ..errors import BatchError
+from ..settings import as_bool  # (importing settings loads the batch defaults)
 from ..units import parse_duration, parse_memory
 
 
@@ -109,7 +109,7 @@ def _coerce(key: str, value: Any) -> Any:
     if key in ("nthreads", "lifetime_stagger"):
         return None if value is None else int(value)
     if key in ("nanny", "array"):
-        return config.as_bool(value, f"submit.{key}")
+        return as_bool(value, f"submit.{key}")
     return value
 
 
