@@ -25,7 +25,7 @@ __all__ = [
 
 _LAZY = {
     "BatchRunner": ".runner",
-    "WorldTooSmallException": ".runner",
+    "WorldTooSmallException": ".plan",
     "AllocationEnding": ".lifecycle",
     "execute": ".dask_mpi_compat",
     "initialize": ".dask_mpi_compat",

@@ -14,6 +14,7 @@ import re
 import socket
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from . import hostlist
 from .errors import BatchError
@@ -300,73 +301,70 @@ def job_id(environ: Mapping[str, str]) -> tuple[str | None, str | None]:
     return None, None
 
 
+def _rank_and_size(environ: Mapping[str, str], rows: list[tuple[Launcher, int | None, int | None]]
+                   ) -> tuple[Launcher | None, int | None, int | None]:
+    """(the launcher that says, rank, size): the override first, else the first row with both
+    (a rank-only row borrows the size of a row whose rank agrees)."""
+    override_rank = _int(environ, (OVERRIDE_RANK,))
+    if override_rank is not None:
+        size = _int(environ, (OVERRIDE_SIZE,))
+        if size is None:
+            raise PlacementError(f"{OVERRIDE_RANK} is set but {OVERRIDE_SIZE} is not")
+        return None, override_rank, size
+    for row, r, s in rows:
+        if r is None:
+            continue
+        if s is None:
+            s = next((s2 for row2, r2, s2 in rows if r2 == r and s2 is not None), None)
+        if s is not None:
+            return row, r, s
+    return None, None, None
+
+
+def _local(environ: Mapping[str, str], agreeing: list[Launcher]) -> dict[str, Any]:
+    """Local rank, local size, node index and instance: the first agreeing row that has each."""
+    out: dict[str, Any] = dict.fromkeys(("local_rank", "local_size", "node", "instance"))
+    for row in agreeing:
+        if out["local_rank"] is None:
+            out["local_rank"] = _int(environ, row.local_rank)
+        if out["local_size"] is None:
+            out["local_size"] = _int(environ, row.local_size)
+            if out["local_size"] is None and row.name == "slurm":
+                out["local_size"] = _slurm_local_size(environ, _int(environ, row.node))
+        if out["node"] is None:
+            out["node"] = _int(environ, row.node)
+        if out["instance"] is None:
+            out["instance"] = _first(environ, row.instance)
+    return out
+
+
 def detect(environ: Mapping[str, str], hostname: str | None = None) -> Placement:
     """Placement of this process from its environment alone (no MPI)."""
     host = hostname if hostname is not None else socket.gethostname()
     jid, system = job_id(environ)
     rows = [(row, *_row_values(row, environ)) for row in LAUNCHERS]
-
-    winner: Launcher | None = None
-    rank = size = None
-    override_rank = _int(environ, (OVERRIDE_RANK,))
-    if override_rank is not None:
-        rank, size = override_rank, _int(environ, (OVERRIDE_SIZE,))
-        if size is None:
-            raise PlacementError(f"{OVERRIDE_RANK} is set but {OVERRIDE_SIZE} is not")
-    else:
-        for row, r, s in rows:
-            if r is None:
-                continue
-            if s is None:  # rank-only row: borrow the size from a row whose rank agrees
-                s = next((s2 for row2, r2, s2 in rows if r2 == r and s2 is not None), None)
-            if s is not None:
-                winner, rank, size = row, r, s
-                break
+    winner, rank, size = _rank_and_size(environ, rows)
     if rank is None or size is None:
         return Placement(hostname=host, job_id=jid, batch_system=system)
+    launcher = winner.name if winner else "override"
     if not 0 <= rank < size:
-        name = winner.name if winner else "override"
-        raise PlacementError(f"{name}: rank {rank} is not within size {size}")
-
-    # local rank, local size and node only from rows that agree with the winner
+        raise PlacementError(f"{launcher}: rank {rank} is not within size {size}")
+    # local rank, local size and node only from rows that agree with the winner (first)
     agreeing = [row for row, r, s in rows if r == rank and (s is None or s == size)]
     if winner is not None and winner in agreeing:
         agreeing.remove(winner)
         agreeing.insert(0, winner)
-    local_rank = local_size = node = None
-    instance = None
-    for row in agreeing:
-        if local_rank is None:
-            local_rank = _int(environ, row.local_rank)
-        if local_size is None:
-            local_size = _int(environ, row.local_size)
-            if local_size is None and row.name == "slurm":
-                local_size = _slurm_local_size(environ, _int(environ, row.node))
-        if node is None:
-            node = _int(environ, row.node)
-        if instance is None:
-            instance = _first(environ, row.instance)
+    local = _local(environ, agreeing)
     het_group, het_local = _het(environ, agreeing, rank, size, host)
     if het_local is not None:
-        local_rank, local_size = het_local
-    if local_rank is None:
+        local["local_rank"], local["local_size"] = het_local
+    if local["local_rank"] is None:
         # nothing says how the ranks are spread: assume they all share this node
-        local_rank, local_size = rank, size
-    elif local_size is None:
-        local_size = size
-    return Placement(
-        rank=rank,
-        size=size,
-        local_rank=local_rank,
-        local_size=local_size,
-        node=node,
-        hostname=host,
-        launcher=winner.name if winner else "override",
-        job_id=jid,
-        batch_system=system,
-        instance=instance,
-        het_group=het_group,
-    )
+        local["local_rank"], local["local_size"] = rank, size
+    elif local["local_size"] is None:
+        local["local_size"] = size
+    return Placement(rank=rank, size=size, hostname=host, launcher=launcher, job_id=jid,
+                     batch_system=system, het_group=het_group, **local)
 
 
 def _het(environ: Mapping[str, str], agreeing: list[Launcher], rank: int, size: int,

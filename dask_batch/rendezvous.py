@@ -59,11 +59,6 @@ def _backoff(start: float = 0.002, cap: float = 0.05):
 # ---------------------------------------------------------------- scheduler file
 
 
-def default_scheduler_file(job_stamp: str | None, directory: str | None = None) -> str:
-    name = f"scheduler-{job_stamp}.json" if job_stamp else "scheduler.json"
-    return os.path.join(directory or os.getcwd(), name)
-
-
 def check_writable(path: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
@@ -224,24 +219,6 @@ def mpi_wait(comm: Any, timeout: float, root: int = 0) -> Contact:
 
 
 # ---------------------------------------------------------------- how this job's ranks meet
-
-
-def method_for(s: Settings, comm: Any) -> str:
-    """mpi, file or address: as asked, else MPI when in use, else the scheduler file."""
-    if s.rendezvous != "auto":
-        if s.rendezvous == "mpi" and comm is None:
-            raise RendezvousError("rendezvous 'mpi' asked for, but MPI is not in use")
-        return s.rendezvous
-    if s.scheduler_address:
-        return "address"
-    if not s.scheduler:
-        if not s.scheduler_file:
-            err = RendezvousError("--no-scheduler needs the cluster to join: --scheduler-file "
-                                  "F or --scheduler-address ADDRESS")
-            err.every_rank = True  # every rank has the same options: one line per job
-            raise err
-        return "file"
-    return "mpi" if comm is not None else "file"
 
 
 def meet(s: Settings, method: str, comm: Any, path: str | None, placement: Placement) -> Contact:

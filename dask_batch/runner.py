@@ -22,14 +22,13 @@ from . import report
 from .errors import BatchError
 from .lifecycle import AllocationEnding, exit_code_of, flush_and_exit, report_and_exit
 from .placement import Placement, detect
+from .plan import Plan, plan
 from .rendezvous import (
     Contact,
     RendezvousError,
     check_writable,
-    default_scheduler_file,
     forget,
     meet,
-    method_for,
     mpi_publish,
     publish_for_outside,
     write_scheduler_file,
@@ -38,12 +37,6 @@ from .roles import ClientEnd, within
 from .settings import Settings, resolve
 
 logger = logging.getLogger("dask_batch")
-
-
-class WorldTooSmallException(BatchError, RuntimeError):
-    """Not enough ranks for the chosen roles (same name as dask-mpi's)."""
-
-    every_rank = True
 
 
 class BatchRunner:
@@ -72,6 +65,7 @@ class BatchRunner:
         self._options = options
         self.settings: Settings | None = None
         self.placement: Placement | None = None
+        self.plan: Plan | None = None
         self.role: str | None = None
         self.contact: Contact | None = None
         self.security: Any = None
@@ -94,8 +88,8 @@ class BatchRunner:
     @property
     def n_workers(self) -> int:
         """Worker ranks of this job."""
-        assert self.settings is not None and self.placement is not None
-        return self.placement.size - len(self.settings.non_worker_ranks())
+        assert self.plan is not None, "BatchRunner is not started"
+        return self.plan.n_workers
 
     def __await__(self):  # Client awaits its cluster; we are started already
         async def _self() -> BatchRunner:
@@ -168,17 +162,11 @@ class BatchRunner:
             if why is not None and placement.rank == 0:
                 logger.warning("%s", why)
         self.placement = placement
-        if placement.size < s.min_size():
-            raise WorldTooSmallException(
-                f"{placement.size} rank(s) found ({placement.launcher}) but these roles need "
-                f"at least {s.min_size()}: scheduler, client and one worker"
-                if s.client and s.scheduler
-                else f"{placement.size} rank(s) found but at least {s.min_size()} are needed"
-            )
-        from .roles import ignore_peer_failure_notice, role_of
+        self.plan = plan(s, placement, mpi=comm is not None)
+        from .roles import ignore_peer_failure_notice
 
         ignore_peer_failure_notice(s)
-        self.role = role_of(placement.rank, s)
+        self.role = self.plan.role
         report.set_rank_prefix(placement.rank, self.role)
         return self._take_role(s, placement, comm, environ, protocol)
 
@@ -187,18 +175,17 @@ class BatchRunner:
         from .transport import choose_interface, interfaces
 
         single_node = placement.local_size == placement.size
-        method = method_for(s, comm)
+        p = self.plan
         here = _Rank(s, placement, comm, environ, protocol,
-                     choose_interface(s.interface, interfaces(), single_node), method,
-                     s.scheduler_file or (default_scheduler_file(placement.job_stamp)
-                                          if method == "file" else None))
-        if self.role == "scheduler":
+                     choose_interface(s.interface, interfaces(), single_node), p.rendezvous,
+                     p.scheduler_file)
+        if p.role == "scheduler":
             return self._serve_scheduler(here)
-        contact = meet(s, method, comm, here.path, placement)
-        if self.role == "worker":
+        contact = meet(s, p.rendezvous, comm, here.path, placement)
+        if p.role == "worker":
             return self._end(self._run(self._worker(here, contact)))
         self._become_client(s, contact)
-        if not s.exclusive_workers:  # the client's rank works too, on a thread of its own
+        if p.works_too:  # the client's rank works too, on a thread of its own
             threading.Thread(target=asyncio.run, name="dask-batch-worker", daemon=True,
                              args=(self._worker(here, contact, beside="client"),)).start()
         return True
@@ -222,12 +209,12 @@ class BatchRunner:
                     publish_for_outside(contact, path)
                 write_scheduler_file(path, contact)
 
-        client_here = s.client_rank == s.scheduler_rank
+        client_here = self.plan.client_beside_scheduler
         coro = serve_scheduler(
             s, placement, here.interface, here.protocol, creds, publish, self.n_workers,
             signals=not client_here,  # a thread cannot take signals: the client forwards
         )
-        if not s.exclusive_workers:
+        if self.plan.works_too:
             coro = self._with_worker(here, coro, published, ready)
         if client_here:
             self._serve_in_thread(coro, published, path)

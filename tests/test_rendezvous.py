@@ -11,10 +11,10 @@ import time
 
 import pytest
 
+from dask_batch.plan import default_scheduler_file
 from dask_batch.rendezvous import (
     Contact,
     RendezvousError,
-    default_scheduler_file,
     read_scheduler_file,
     remove_scheduler_file,
     wait_for_scheduler_file,

@@ -10,7 +10,6 @@ from .client import ClientEnd
 from .common import (
     abrupt_end,
     ignore_peer_failure_notice,
-    role_of,
     walltime_signals,
     within,
     worker_name,
@@ -20,5 +19,5 @@ from .worker import serve_worker
 
 __all__ = ["ClientEnd", "SchedulerStartError", "abrupt_end", "dashboard_url",
            "ignore_peer_failure_notice",
-           "role_of", "serve_scheduler", "serve_worker", "walltime_signals", "within",
+           "serve_scheduler", "serve_worker", "walltime_signals", "within",
            "worker_name"]

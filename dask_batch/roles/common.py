@@ -10,14 +10,6 @@ from collections.abc import Awaitable
 from ..settings import Settings
 
 
-def role_of(rank: int, s: Settings) -> str:
-    if s.scheduler and rank == s.scheduler_rank:
-        return "scheduler"
-    if rank == s.client_rank:
-        return "client"
-    return "worker"
-
-
 def worker_name(prefix: str | None, rank: int) -> str | int:
     """The Dask name of a worker rank: its rank, or ``prefix-rank`` (``--name``)."""
     return f"{prefix}-{rank}" if prefix else rank

@@ -77,28 +77,36 @@ async def serve_worker(
         await link.connect()
         serving = asyncio.ensure_future(link.serve())
     try:
-        starting = asyncio.ensure_future(_start(cls, kwargs, placement.rank, started))
-        await asyncio.wait([starting, outcome], return_when=asyncio.FIRST_COMPLETED)
-        if not starting.done():  # the job ended while this worker was still starting
-            report.quiet()
-            _kill_worker_process(started)
-            return outcome.result()
-        worker = starting.result()
-        if worker is None:
-            return 1
-        finished = asyncio.ensure_future(worker.finished())
-        await asyncio.wait([finished, outcome], return_when=asyncio.FIRST_COMPLETED)
-        report.quiet()
-        code = outcome.result() if outcome.done() else 0
-        if not finished.done() and not (link.released and abrupt):
-            # not released by the scheduler (lost it, Ctrl-C, own allocation ending): a close
-            # that waits on a scheduler going away or gone gains nothing; bound it tightly
-            grace = s.shutdown_grace if link.released or code == 0 else 1.0
-            await within(worker.close(reason="job finished"), grace)
-        return code
+        return await _work_until_end(s, cls, kwargs, placement.rank, started, outcome, link,
+                                     abrupt)
     finally:
         if serving is not None:
             serving.cancel()
+
+
+async def _work_until_end(s: Settings, cls: type, kwargs: dict[str, Any], rank: int,
+                          started: list[Any], outcome: asyncio.Future, link: MemberLink,
+                          abrupt: bool) -> int:
+    """Start the worker, then wait for its end or the job's (``outcome``); the exit code."""
+    starting = asyncio.ensure_future(_start(cls, kwargs, rank, started))
+    await asyncio.wait([starting, outcome], return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():  # the job ended while this worker was still starting
+        report.quiet()
+        _kill_worker_process(started)
+        return outcome.result()
+    worker = starting.result()
+    if worker is None:
+        return 1
+    finished = asyncio.ensure_future(worker.finished())
+    await asyncio.wait([finished, outcome], return_when=asyncio.FIRST_COMPLETED)
+    report.quiet()
+    code = outcome.result() if outcome.done() else 0
+    if not finished.done() and not (link.released and abrupt):
+        # not released by the scheduler (lost it, Ctrl-C, own allocation ending): a close
+        # that waits on a scheduler going away or gone gains nothing; bound it tightly
+        grace = s.shutdown_grace if link.released or code == 0 else 1.0
+        await within(worker.close(reason="job finished"), grace)
+    return code
 
 
 def _kill_worker_process(started: list[Any]) -> None:

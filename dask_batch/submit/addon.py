@@ -113,7 +113,7 @@ class AddOnWorkers(JobCluster):
         """From the client rank of a BatchRunner job (writes a scheduler file if it has none)."""
         path = runner.settings.scheduler_file
         if not path:
-            from ..rendezvous import default_scheduler_file
+            from ..plan import default_scheduler_file
 
             # plain mpiexec has no job id: the client's pid names the file then
             stamp = runner.placement.job_stamp or f"pid{os.getpid()}"
