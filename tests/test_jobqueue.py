@@ -29,18 +29,11 @@ REFUSED = {
     "job_cls": (object, "job classes"),
     "scheduler_cls": (dict, "distributed.Scheduler"),
     "worker_command": ("mymod.worker", "entry point"),
-    "worker_extra_args": (["--foo"], "job spec keys"),
-    "extra": (["--foo"], "job spec keys"),
+    "worker_extra_args": (["--foo"], "not a dask-worker flag the workers take"),
+    "extra": (["--foo"], "not a dask-worker flag"),
     "shebang": ("#!/bin/zsh", "bash"),
-    "job_cpu": (4, "cores"),
-    "job_mem": ("4GB", "memory"),
-    "ncpus": (4, "cores"),
-    "mem": (4000, "memory"),
-    "lsf_units": ("GB", "unit"),
-    "use_stdin": (False, "stdin"),
     "submit_command_extra": (["-x"], "fixed"),
     "cancel_command_extra": (["-x"], "fixed"),
-    "memory_per_core_property_name": ("memcore", "per job"),
     "security": (object(), "True or False"),
 }
 # keywords of the cluster object itself (not of its jobs): in our signature, same default
@@ -55,8 +48,13 @@ SAMPLES = {
     "queue": "q1", "project": "pj", "account": "ac", "walltime": "01:00:00",
     "resource_spec": "select=1:ncpus=2", "disk": "1GiB", "shared_temp_directory": "/tmp/jqs",
     "dashboard_address": ":0", "host": "127.0.0.1", "scheduler_options": {"port": 0},
-    "config_name": "other", "use_stdin": True,
+    "config_name": "other", "use_stdin": False,
+    "job_cpu": 4, "job_mem": "4GB", "ncpus": 4, "mem": 4_000_000_000, "lsf_units": "GB",
+    "memory_per_core_property_name": "memcore",
 }
+# accepted keywords whose value changes nothing here, as in dask-jobqueue where they only
+# choose how bsub receives the script (ours always gives it on stdin, where #BSUB is read)
+NO_CHANGE = {"use_stdin"}
 BASE = {"cores": 1, "memory": "1GiB"}
 
 
@@ -99,7 +97,7 @@ def test_every_dask_jobqueue_keyword_is_accepted_or_refused_with_a_reason(name):
             conf = {"jobqueue.other.death-timeout": 17} if kw == "config_name" else {}
             with dask.config.set(conf):
                 got = translated(ours, **{kw: SAMPLES[kw]})
-            assert got != base, f"{name}({kw}={SAMPLES[kw]!r}) changed nothing"
+            assert (got == base) == (kw in NO_CHANGE), f"{name}({kw}={SAMPLES[kw]!r})"
 
 
 @pytest.mark.timeout(30)
@@ -247,6 +245,63 @@ def test_job_script_has_dask_jobqueues_directives(name, tmp_path):
     assert f"{PREFIX[name]} {extra[0]}" in script
 
 
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(("name", "prefix", "kw"), [
+    ("SLURMCluster", "#SBATCH", {"job_cpu": 3, "job_mem": "5G"}),
+    ("LSFCluster", "#BSUB", {"ncpus": 3, "mem": 6 * 2**30, "lsf_units": "MB"}),
+    ("LSFCluster", "#BSUB", {"lsf_units": "GB"}),
+    ("OARCluster", "#OAR", {"memory_per_core_property_name": "memcore",
+                            "job_extra_directives": ["-p gpu_model='A100'"]}),
+])
+def test_directive_keywords_write_what_dask_jobqueue_writes(name, prefix, kw, tmp_path):
+    """job_cpu/job_mem, ncpus/mem/lsf_units, memory_per_core_property_name: the line
+    dask-jobqueue writes for them replaces the one made from cores and memory."""
+    from dask_batch import jobqueue
+
+    kw = {"cores": 8, "memory": "32GiB", "processes": 2, "walltime": "01:00:00", **kw}
+    with getattr(dask_jobqueue, name)(**kw) as c:
+        theirs = c.job_script()
+    with getattr(jobqueue, name)(scheduler_options=SCHED, shared_temp_directory=str(tmp_path),
+                                 **kw) as c:
+        ours = c.job_script()
+    flags = {"job_cpu": "--cpus-per-task=", "job_mem": "--mem=", "ncpus": "-n ", "mem": "-M ",
+             "lsf_units": "-M ", "memory_per_core_property_name": "-p "}
+    for key in kw.keys() & flags.keys():
+        start = f"{prefix} {flags[key]}"
+        want = [ln for ln in theirs.splitlines() if ln.startswith(start)]
+        got = [ln for ln in ours.splitlines() if ln.startswith(start)]
+        assert want and got[-1:] == want[-1:], (key, want, got)
+        assert len([ln for ln in got if ln.startswith(start)]) == len(want), ours
+
+
+@pytest.mark.timeout(30)
+def test_worker_extra_args_become_spec_keys_and_worker_options():
+    from dask_batch.jobqueue import SLURMCluster
+
+    got = SLURMCluster.translate(cores=4, memory="8GiB", worker_extra_args=[
+        "--resources", "GPU=2 MEM=1e9", "--lifetime", "55m", "--lifetime-stagger=4m",
+        "--nthreads", "3", "--no-nanny", "--preload", "a.py", "--preload", "b.py"])
+    assert got["resources"] == {"GPU": 2.0, "MEM": 1e9} and got["nthreads"] == "3"
+    assert got["nanny"] is False
+    assert got["worker_options"] == {"lifetime": "55m", "lifetime_stagger": "4m",
+                                     "preload": ["a.py", "b.py"]}
+    with pytest.raises(TypeError, match="--resources 'GPU': expected NAME=NUMBER"):
+        SLURMCluster.translate(cores=1, memory="1GiB", worker_extra_args=["--resources", "GPU"])
+    with pytest.raises(TypeError, match="--lifetime needs a value"):
+        SLURMCluster.translate(cores=1, memory="1GiB", worker_extra_args=["--lifetime"])
+
+
+@pytest.mark.timeout(60)
+def test_a_bash_shebang_is_kept_and_other_shells_refused(tmp_path):
+    from dask_batch.jobqueue import PBSCluster
+
+    with PBSCluster(cores=1, memory="1GiB", shebang="#!/bin/bash -l", scheduler_options=SCHED,
+                    shared_temp_directory=str(tmp_path)) as c:
+        assert c.job_script().splitlines()[0] == "#!/bin/bash -l"
+    with pytest.raises(TypeError, match="shebang='#!/bin/tcsh' is not supported: .*bash"):
+        PBSCluster.translate(cores=1, memory="1GiB", shebang="#!/bin/tcsh")
+
+
 # ------------------------------------------------------------ real runs
 
 
@@ -304,12 +359,16 @@ def test_pbs_cluster_on_the_strict_fake(tmp_path, monkeypatch, tag):
         monkeypatch.setenv(key, value)
     cluster = PBSCluster(n_workers=2, cores=1, memory="1GiB", processes=1,
                          walltime="00:30:00", nanny=False, scheduler_options=SCHED,
-                         shared_temp_directory=str(tmp_path / "c"), name="jq-pbs")
+                         shared_temp_directory=str(tmp_path / "c"), name="jq-pbs",
+                         worker_extra_args=["--resources", "FOO=2", "--lifetime", "20m"])
     try:
         assert len(cluster.plan) == 2 and cluster.name == "jq-pbs"  # n_workers= scaled
         with Client(cluster) as client:
             client.wait_for_workers(2, timeout=45)
-            assert client.submit(lambda: 41 + 1).result(20) == 42
+            assert client.submit(lambda: 41 + 1, resources={"FOO": 2}).result(20) == 42
+            lifetimes = client.run(lambda dask_worker: dask_worker.lifetime)
+            # 20 min (staggered by at most 75 s), not the walltime's 25 min
+            assert all(1200 - 76 <= t <= 1200 + 76 for t in lifetimes.values()), lifetimes
             cluster.close()
         calls = [c[0] for c in fake_calls(env)]
         assert calls.count("qsub") == 1 and calls[-1] == "qdel", calls

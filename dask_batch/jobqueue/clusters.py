@@ -16,6 +16,7 @@ from typing import Any
 import dask.config
 
 from ..cluster import BatchCluster
+from .keywords import directive_keywords, worker_extra_args
 
 # class name -> (system, config name, the class's own keywords besides the common ones)
 SYSTEMS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -47,18 +48,11 @@ REFUSED: dict[str, str] = {
     "job_cls": "the job classes are dask_batch.submit's, one per batch system",
     "scheduler_cls": "the scheduler is distributed.Scheduler",
     "worker_command": "workers start through dask-batch's own worker entry point",
-    "worker_extra_args": "worker options are job spec keys (resources, nthreads, ...)",
-    "extra": "worker options are job spec keys (resources, nthreads, ...)",
-    "shebang": "job scripts are bash (#!/usr/bin/env bash)",
-    "job_cpu": "--cpus-per-task is cores",
-    "job_mem": "--mem is memory",
-    "ncpus": "-n is cores",
-    "mem": "the memory request is memory",
-    "lsf_units": "memory is given with its unit",
-    "use_stdin": "bsub reads the script from stdin (use_stdin=True is accepted)",
-    "submit_command_extra": "the submission command line is fixed",
-    "cancel_command_extra": "the cancel command line is fixed",
-    "memory_per_core_property_name": "memory is requested per job",
+    "shebang": "job scripts are bash: give a shebang that runs bash, e.g. #!/bin/bash -l",
+    "submit_command_extra": "the submission command line is fixed (status and cancel must "
+                            "reach the same queue)",
+    "cancel_command_extra": "the cancel command line is fixed (status and cancel must reach "
+                            "the same queue)",
     "security": "credentials are made for each cluster: give True or False",
 }
 
@@ -181,14 +175,16 @@ class JobQueueCluster(BatchCluster):
         if unknown:
             raise TypeError(f"{cls.__name__}() got unexpected keyword argument(s) "
                             f"{', '.join(unknown)}")
-        _refuse(extra=kw.get("extra"))  # before its new name: the error names the one given
+        if kw.get("extra"):  # checked before its new name: the error names the one given
+            worker_extra_args(kw["extra"], "extra")
         kw = _deprecated(kw, cfg)
         values = {k: kw[k] if kw.get(k) is not None else cfg.get(k) for k in allowed}
         values["interface"] = kw.get("interface") or cfg.get("interface")
         _refuse(**{k: values.get(k) for k in REFUSED if k in allowed and k not in (
-            "shebang", "use_stdin", "worker_command")})
-        _refuse(shebang=None if values["shebang"] in (None, *_SHEBANGS) else values["shebang"],
-                use_stdin=None if values.get("use_stdin") in (None, True) else False,
+            "shebang", "worker_command")})
+        shebang = values["shebang"]
+        _refuse(shebang=None if shebang is None or "bash" in shebang or shebang in _SHEBANGS
+                else shebang,
                 worker_command=None if values["worker_command"] in (
                     None, DEFAULTS["worker-command"]) else values["worker_command"])
         if values["cores"] is None or values["memory"] is None:
@@ -215,8 +211,13 @@ class JobQueueCluster(BatchCluster):
             spec["extra_directives"] = [f"{k} = {x}" for k, x in
                                         spec["extra_directives"].items()]
         extra, skip = cls._resource_spec(v)
-        spec["extra_directives"] = [*extra, *spec["extra_directives"]]
-        spec["skip_directives"] = [*skip, *spec["skip_directives"]]
+        after, replaced = directive_keywords(str(cls.system_name), v, spec["extra_directives"])
+        spec["extra_directives"] = [*extra, *spec["extra_directives"], *after]
+        spec["skip_directives"] = [*skip, *replaced, *spec["skip_directives"]]
+        if v["shebang"] not in (None, *_SHEBANGS):
+            spec["shebang"] = v["shebang"]
+        if v["worker_extra_args"]:
+            spec.update(worker_extra_args(v["worker_extra_args"]))
         return {k: x for k, x in spec.items() if x is not None}
 
     @classmethod

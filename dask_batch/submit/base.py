@@ -179,6 +179,8 @@ def worker_argv(req: Request, name: str) -> list[str]:
             argv += [flag, value]
     if s.resources:
         argv += ["--resources", json.dumps(dict(s.resources), sort_keys=True)]
+    if s.worker_options:
+        argv += ["--worker-options", s.worker_options]
     return argv
 
 
@@ -212,8 +214,9 @@ def script_body(req: Request, job_id_expr: str, index_expr: str) -> list[str]:
     ]
 
 
-def shell_script(directives: list[str], body: list[str]) -> str:
-    return "\n".join(["#!/usr/bin/env bash", *directives, "", *body]) + "\n"
+def shell_script(directives: list[str], body: list[str],
+                 shebang: str = "#!/usr/bin/env bash") -> str:
+    return "\n".join([shebang, *directives, "", *body]) + "\n"
 
 
 def log_path(req: Request) -> str:

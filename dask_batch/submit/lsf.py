@@ -42,7 +42,7 @@ def render(req: Request) -> str:
         body = script_body(req, "$LSB_JOBID", "$LSB_JOBINDEX")
     else:
         body = script_body(req, "$LSB_JOBID", "0")
-    return shell_script(directive_lines("#BSUB", d, s), body)
+    return shell_script(directive_lines("#BSUB", d, s), body, s.shebang)
 
 
 def submit_argv(path: str) -> list[str]:

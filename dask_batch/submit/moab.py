@@ -43,7 +43,7 @@ def render(req: Request) -> str:
                            "${MOAB_JOBARRAYINDEX:-$PBS_ARRAYID}")
     else:
         body = script_body(req, "${MOAB_JOBID:-$PBS_JOBID}", "0")
-    return shell_script(directive_lines("#PBS", d, s), body)
+    return shell_script(directive_lines("#PBS", d, s), body, s.shebang)
 
 
 def submit_argv(path: str) -> list[str]:

@@ -41,7 +41,7 @@ def render(req: Request) -> str:
         body = script_body(req, "$OAR_ARRAY_ID", "${OAR_ARRAY_INDEX:-$OAR_JOB_INDEX}")
     else:
         body = script_body(req, "$OAR_JOB_ID", "0")
-    return shell_script(directive_lines("#OAR", d, s), body)
+    return shell_script(directive_lines("#OAR", d, s), body, s.shebang)
 
 
 def submit_argv(path: str) -> list[str]:

@@ -41,7 +41,7 @@ def render(req: Request) -> str:
         body = script_body(req, "$PBS_ARRAY_ID", "$PBS_ARRAY_INDEX")
     else:
         body = script_body(req, "$PBS_JOBID", "0")
-    return shell_script(directive_lines("#PBS", d, s), body)
+    return shell_script(directive_lines("#PBS", d, s), body, s.shebang)
 
 
 def submit_argv(path: str) -> list[str]:

@@ -42,7 +42,7 @@ def render(req: Request) -> str:
         body = script_body(req, "$JOB_ID", "$SGE_TASK_ID")
     else:
         body = script_body(req, "$JOB_ID", "0")
-    return shell_script(directive_lines("#$", d, s), body)
+    return shell_script(directive_lines("#$", d, s), body, s.shebang)
 
 
 def submit_argv(path: str) -> list[str]:

@@ -43,7 +43,7 @@ def render(req: Request) -> str:
         body = script_body(req, "$SLURM_ARRAY_JOB_ID", "$SLURM_ARRAY_TASK_ID")
     else:
         body = script_body(req, "$SLURM_JOB_ID", "0")
-    return shell_script(directive_lines("#SBATCH", d, s), body)
+    return shell_script(directive_lines("#SBATCH", d, s), body, s.shebang)
 
 
 def _quote(directive: str) -> str:

@@ -50,6 +50,8 @@ class JobSpec:
     death_timeout: int = 60
     array: bool = True
     python: str = field(default_factory=lambda: sys.executable)
+    shebang: str = "#!/usr/bin/env bash"  # the job script's first line; the script is bash
+    worker_options: str = ""  # JSON object: more Worker/Nanny keyword arguments
     pool: str | None = None
 
     @property
@@ -110,7 +112,37 @@ def _coerce(key: str, value: Any) -> Any:
         return None if value is None else int(value)
     if key in ("nanny", "array"):
         return as_bool(value, f"submit.{key}")
+    if key == "shebang":
+        return _shebang(value)
+    if key == "worker_options":
+        return _worker_options(value)
     return value
+
+
+def _shebang(value: Any) -> str:
+    text = str(value).strip()
+    if not text.startswith("#!") or "bash" not in text or "\n" in text:
+        raise SpecError(f"shebang={value!r}: the job script is bash, so its first line must run "
+                        "bash, e.g. '#!/bin/bash -l'")
+    return text
+
+
+def _worker_options(value: Any) -> str:
+    """Extra Worker/Nanny keyword arguments as canonical JSON text ("" for none)."""
+    import json
+
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except ValueError as e:
+            raise SpecError(f"worker_options is not JSON: {e}") from e
+    if not isinstance(value, Mapping):
+        raise SpecError(f"worker_options must be a mapping of Worker keyword arguments, "
+                        f"got {value!r}")
+    try:
+        return json.dumps(dict(value), sort_keys=True) if value else ""
+    except TypeError as e:
+        raise SpecError(f"worker_options: {e}") from e
 
 
 def check_keys(options: Mapping[str, Any], where: str) -> None:

@@ -41,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--interface")
     p.add_argument("--protocol")
     p.add_argument("--resources", help='JSON, e.g. {"GPU": 1}')
+    p.add_argument("--worker-options", help="JSON: more Worker/Nanny keyword arguments")
     p.add_argument("--exit-code-dir", help="write <name>.ec here at exit (no job script)")
     return p.parse_args(argv)
 
@@ -76,6 +77,7 @@ async def serve(args: argparse.Namespace, name: str) -> int:
                       lifetime_restart=False)
     if args.protocol:
         kwargs["protocol"] = args.protocol
+    kwargs.update(json.loads(args.worker_options) if args.worker_options else {})
     cls = Nanny if args.nanny else Worker
     servers = [cls(contact.address, name=n, **kwargs) for n in names]
 
