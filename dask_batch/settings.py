@@ -258,14 +258,15 @@ def _rendezvous(s: Settings, mpi: str) -> str:
     return rdv
 
 
-def _worker_options(value: Any) -> dict:
+def json_object(value: Any, name: str) -> dict:
+    """A mapping given as itself or as JSON text ("" for none); SettingsError otherwise."""
     if isinstance(value, str):
         try:
             value = json.loads(value) if value.strip() else {}
         except ValueError as e:
-            raise SettingsError(f"--worker-options is not JSON: {e}") from e
+            raise SettingsError(f"{name} is not JSON: {e}") from e
     if not isinstance(value, dict):
-        raise SettingsError("--worker-options must be a JSON object")
+        raise SettingsError(f"{name} must be a JSON object (a mapping), got {value!r}")
     return value
 
 
@@ -294,7 +295,7 @@ def check(s: Settings) -> Settings:
         s,
         mpi=mpi,
         rendezvous=_rendezvous(s, mpi),
-        worker_options=_worker_options(s.worker_options),
+        worker_options=json_object(s.worker_options, "--worker-options"),
         log_level=level,
         secure=as_bool(s.secure, "secure"),
         nanny=as_bool(s.nanny, "worker.nanny"),

@@ -15,7 +15,7 @@ from typing import Any
 import dask.config
 
 from ..errors import BatchError
-from ..settings import as_bool  # (importing settings loads the batch defaults)
+from ..settings import as_bool, json_object  # (importing settings loads the defaults)
 from ..units import parse_duration, parse_memory
 
 
@@ -131,18 +131,12 @@ def _worker_options(value: Any) -> str:
     """Extra Worker/Nanny keyword arguments as canonical JSON text ("" for none)."""
     import json
 
-    if isinstance(value, str):
-        try:
-            value = json.loads(value) if value.strip() else {}
-        except ValueError as e:
-            raise SpecError(f"worker_options is not JSON: {e}") from e
-    if not isinstance(value, Mapping):
-        raise SpecError(f"worker_options must be a mapping of Worker keyword arguments, "
-                        f"got {value!r}")
     try:
-        return json.dumps(dict(value), sort_keys=True) if value else ""
-    except TypeError as e:
-        raise SpecError(f"worker_options: {e}") from e
+        value = json_object(dict(value) if isinstance(value, Mapping) else value,
+                            "worker_options")
+        return json.dumps(value, sort_keys=True) if value else ""
+    except (TypeError, ValueError) as e:
+        raise SpecError(str(e)) from e
 
 
 def check_keys(options: Mapping[str, Any], where: str) -> None:
