@@ -469,3 +469,39 @@ def test_slurm_asynchronous_as_dask_labextension_uses_it(tmp_path, slurm):
         wait_for(lambda: not squeue_ids(next(iter(ids))), 30, "close() to cancel the job")
     finally:
         scancel(ids)
+
+
+@pytest.mark.timeout(60)
+def test_labextension_factory_of_the_docs_makes_a_batch_cluster(tmp_path):
+    """docs/cluster.md's labextension.yaml, used as dask-labextension's manager uses it:
+    import ``module``, take ``class``, ``await cls(*args, **kwargs, asynchronous=True)``, then
+    ``adapt(**default.adapt)``. Only the scheduler's interface is this machine's."""
+    import asyncio
+    import importlib
+    import re
+
+    import dask
+    import yaml
+
+    text = (Path(__file__).parent.parent / "docs" / "cluster.md").read_text()
+    block = re.search(r"labextension\.yaml`:\n\n```yaml\n(.*?)```", text, re.S).group(1)
+    with dask.config.set(yaml.safe_load(block)):
+        factory = dask.config.get("labextension.factory")
+        adapt = dask.config.get("labextension.default.adapt")
+
+    async def make() -> str:
+        cls = getattr(importlib.import_module(factory["module"]), factory["class"])
+        kwargs = {**factory["kwargs"], "scheduler_options": SCHED,
+                  "scheduler_file": str(tmp_path / "c" / "sched.json")}
+        cluster = await cls(*factory["args"], **kwargs, asynchronous=True)
+        try:
+            adaptive = cluster.adapt(**adapt)
+            assert (adaptive.minimum, adaptive.maximum) == (0, 50)
+            return cluster.job_script()
+        finally:
+            await cluster.close()
+
+    script = asyncio.run(make())
+    for line in ("#SBATCH --account=proj42", "#SBATCH --partition=normal",
+                 "#SBATCH --cpus-per-task=8", "#SBATCH --time=2:00:00"):
+        assert line in script, script

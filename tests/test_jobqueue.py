@@ -302,6 +302,60 @@ def test_a_bash_shebang_is_kept_and_other_shells_refused(tmp_path):
         PBSCluster.translate(cores=1, memory="1GiB", shebang="#!/bin/tcsh")
 
 
+# ------------------------------------------------------------ golden scripts
+
+GOLDEN = Path(__file__).parent / "golden" / "jobqueue"
+GOLDEN_KW = dict(cores=8, memory="32GiB", processes=2, job_name="jq", death_timeout=30,
+                 python="/opt/venv/bin/python", log_directory="/shared/logs",
+                 local_directory="/scratch/jq", job_script_prologue=["module load python/3.11"],
+                 worker_extra_args=["--lifetime", "55m", "--resources", "GPU=1"])
+GOLDEN_OWN = {
+    "SLURMCluster": dict(queue="normal", account="proj42", walltime="02:00:00", job_cpu=16,
+                         job_mem="30G", job_extra_directives=["--constraint=haswell"],
+                         shebang="#!/bin/bash -l"),
+    "PBSCluster": dict(queue="normal", account="proj42", walltime="02:00:00",
+                       resource_spec="select=1:ncpus=8:mem=32GB", job_directives_skip=["-A"]),
+    "SGECluster": dict(queue="all.q", project="proj42", walltime="02:00:00",
+                       resource_spec="h_vmem=4G"),
+    "LSFCluster": dict(queue="normal", project="proj42", walltime="02:00", ncpus=16,
+                       mem=30 * 10**9, lsf_units="GB"),
+    "HTCondorCluster": dict(disk="10GiB", job_extra_directives={"+ProjectName": '"proj42"'}),
+    "MoabCluster": dict(queue="normal", account="proj42", walltime="02:00:00",
+                        resource_spec="nodes=1:ppn=8"),
+    "OARCluster": dict(queue="default", project="proj42", walltime="02:00:00",
+                       resource_spec="/nodes=1/core=8", memory_per_core_property_name="memcore"),
+}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("name", CLASSES)
+def test_golden_scripts_from_jobqueue_keywords(name):
+    """A job script made from dask-jobqueue keywords equals tests/golden/jobqueue/<class>.txt
+    line by line (delete a file to write it anew, then check it in)."""
+    from dask_batch import jobqueue
+    from dask_batch.cluster import _spec_keys
+    from dask_batch.submit.base import get_system
+    from dask_batch.submit.jobs import requests
+    from dask_batch.submit.spec import resolve_spec
+
+    cls = getattr(jobqueue, name)
+    given = cls.translate(**GOLDEN_KW, **GOLDEN_OWN[name])
+    for key in ("scheduler_options", "security", "directory"):
+        given.pop(key)
+    system = get_system(str(cls.system_name))
+    spec = resolve_spec(**_spec_keys(given))
+    got = system.render(requests(spec, system, 4, "/shared/sched.json")[0]).splitlines()
+    path = GOLDEN / f"{name}.txt"
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("\n".join(got) + "\n")
+        pytest.fail(f"wrote {path.name}: check it, then commit it")
+    want = path.read_text().splitlines()
+    for i, (g, w) in enumerate(zip(got, want, strict=False)):
+        assert g == w, f"{path.name} line {i + 1}"
+    assert len(got) == len(want)
+
+
 # ------------------------------------------------------------ real runs
 
 
@@ -347,22 +401,38 @@ def test_slurm_cluster_scale_jobs_compute_close(tmp_path, slurm):
         scancel(sent)
 
 
+# class, system, submit and cancel commands, keywords of its own
+ON_FAKES = [
+    ("PBSCluster", "pbs", "qsub", "qdel", {"walltime": "00:30:00"}),
+    ("LSFCluster", "lsf", "bsub", "bkill", {"walltime": "00:30:00", "lsf_units": "MB"}),
+    ("HTCondorCluster", "htcondor", "condor_submit", "condor_rm", {"disk": "1GiB"}),
+    ("MoabCluster", "moab", "msub", "canceljob", {"walltime": "00:30:00"}),
+    ("OARCluster", "oar", "oarsub", "oardel",
+     {"walltime": "00:30:00", "memory_per_core_property_name": "not_applicable"}),
+]
+
+
 @pytest.mark.timeout(90)
-def test_pbs_cluster_on_the_strict_fake(tmp_path, monkeypatch, tag):
+@pytest.mark.parametrize(("name", "system", "submit", "cancel", "own"), ON_FAKES,
+                         ids=[row[0] for row in ON_FAKES])
+def test_cluster_class_on_the_strict_fake(name, system, submit, cancel, own, tmp_path,
+                                          monkeypatch, tag):
+    """Each class end to end on its system's strict fake (argument checks as the real
+    commands'): one array submission for n_workers=2, the workers join, close() cancels."""
     from distributed import Client
     from helpers import fake_calls, fake_env, kill_fake_jobs
 
-    from dask_batch.jobqueue import PBSCluster
+    from dask_batch import jobqueue
 
-    env = fake_env("pbs", tmp_path)
+    env = fake_env(system, tmp_path)
     for key, value in {**env, "DASK_BATCH_TEST_TAG": tag}.items():
         monkeypatch.setenv(key, value)
-    cluster = PBSCluster(n_workers=2, cores=1, memory="1GiB", processes=1,
-                         walltime="00:30:00", nanny=False, scheduler_options=SCHED,
-                         shared_temp_directory=str(tmp_path / "c"), name="jq-pbs",
-                         worker_extra_args=["--resources", "FOO=2", "--lifetime", "20m"])
+    cluster = getattr(jobqueue, name)(
+        n_workers=2, cores=1, memory="1GiB", processes=1, nanny=False, scheduler_options=SCHED,
+        shared_temp_directory=str(tmp_path / "c"), name=f"jq-{system}",
+        worker_extra_args=["--resources", "FOO=2", "--lifetime", "20m"], **own)
     try:
-        assert len(cluster.plan) == 2 and cluster.name == "jq-pbs"  # n_workers= scaled
+        assert len(cluster.plan) == 2 and cluster.name == f"jq-{system}"  # n_workers= scaled
         with Client(cluster) as client:
             client.wait_for_workers(2, timeout=45)
             assert client.submit(lambda: 41 + 1, resources={"FOO": 2}).result(20) == 42
@@ -371,7 +441,7 @@ def test_pbs_cluster_on_the_strict_fake(tmp_path, monkeypatch, tag):
             assert all(1200 - 76 <= t <= 1200 + 76 for t in lifetimes.values()), lifetimes
             cluster.close()
         calls = [c[0] for c in fake_calls(env)]
-        assert calls.count("qsub") == 1 and calls[-1] == "qdel", calls
+        assert calls.count(submit) == 1 and calls[-1] == cancel, calls
     finally:
         cluster.close()
         kill_fake_jobs(env)

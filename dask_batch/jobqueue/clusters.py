@@ -10,6 +10,7 @@ imported; its defaults are copied in ``DEFAULTS``.
 from __future__ import annotations
 
 import contextlib
+import re
 import warnings
 from typing import Any
 
@@ -202,7 +203,7 @@ class JobQueueCluster(BatchCluster):
         spec["processes"] = v["processes"] or nprocesses_nthreads(int(v["cores"]))[0]
         spec["nanny"] = True if v["nanny"] is None else v["nanny"]
         spec["death_timeout"] = int(v["death_timeout"] or DEFAULTS["death-timeout"])
-        spec["walltime"] = v.get("walltime") or DEFAULTS["walltime"]
+        spec["walltime"] = cls._walltime(v.get("walltime") or DEFAULTS["walltime"])
         spec["queue"] = v.get("queue")
         spec["account"] = cls._account(v)
         for key, target in _SPEC.items():
@@ -219,6 +220,13 @@ class JobQueueCluster(BatchCluster):
         if v["worker_extra_args"]:
             spec.update(worker_extra_args(v["worker_extra_args"]))
         return {k: x for k, x in spec.items() if x is not None}
+
+    @classmethod
+    def _walltime(cls, walltime: Any) -> Any:
+        """LSF's walltime is dask-jobqueue's ``HH:MM`` (bsub -W); elsewhere ``HH:MM:SS``."""
+        if cls.system_name == "lsf" and re.fullmatch(r"\d+:\d{1,2}", str(walltime)):
+            return f"{walltime}:00"
+        return walltime
 
     @classmethod
     def _account(cls, v: dict[str, Any]) -> str | None:
