@@ -1,6 +1,7 @@
 """The package's shape, kept: no module over 400 lines, no function over 50 (its docstring
-not counted), so that each part can be read in one sitting (the layers themselves are
-import-linter's contracts in pyproject.toml, run by the test command)."""
+not counted), no six code lines repeated, so that each part can be read in one sitting and
+each fact lives in one place (the layers themselves are import-linter's contracts in
+pyproject.toml, run by the test command)."""
 
 from __future__ import annotations
 
@@ -47,3 +48,32 @@ def test_module_is_short(path):
 def test_no_function_is_long():
     found = [line for path in MODULES for line in long_functions(path)]
     assert not found, "functions over 50 lines:\n" + "\n".join(found)
+
+
+def repeated_blocks(paths: list[Path], size: int = 6) -> list[list[str]]:
+    """Places where the same ``size`` code lines stand (blank lines, comments and import
+    statements left out: one module per batch system imports the same helpers by design)."""
+    seen: dict[tuple[str, ...], list[str]] = {}
+    for path in paths:
+        text = path.read_text()
+        imports = {n for node in ast.walk(ast.parse(text))
+                   if isinstance(node, (ast.Import, ast.ImportFrom))
+                   for n in range(node.lineno, node.end_lineno + 1)}
+        code = [(i, line.strip()) for i, line in enumerate(text.splitlines(), 1)
+                if line.strip() and not line.strip().startswith("#") and i not in imports]
+        for k in range(len(code) - size + 1):
+            block = tuple(line for _, line in code[k:k + size])
+            seen.setdefault(block, []).append(f"{path.name}:{code[k][0]}")
+    return [places for places in seen.values() if len(places) > 1]
+
+
+def test_the_rules_see_a_repeated_block(tmp_path):
+    body = "".join(f"    x{i} = {i}\n" for i in range(6))
+    (tmp_path / "a.py").write_text("import os\n\ndef f():\n" + body)
+    (tmp_path / "b.py").write_text("import os\n\ndef g():\n" + body)
+    assert repeated_blocks([tmp_path / "a.py", tmp_path / "b.py"]) == [["a.py:4", "b.py:4"]]
+
+
+def test_no_block_of_six_lines_is_repeated():
+    found = repeated_blocks(MODULES)
+    assert not found, "the same six lines in more than one place:\n" + "\n".join(map(str, found))
