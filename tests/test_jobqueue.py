@@ -575,3 +575,28 @@ def test_resource_spec_replaces_the_generated_request_and_keeps_walltime(
     assert f"-l {spec}" in header and walltime in header, header
     if generated:
         assert generated not in header, header
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("module", ["core", "slurm", "pbs", "sge", "lsf", "htcondor", "oar",
+                                    "moab"])
+def test_submodules_mirror_dask_jobqueues(module):
+    """Every class of ``dask_jobqueue.<module>`` has a home in ``dask_batch.jobqueue.<module>``:
+    the clusters and the runner are ours; the per-job classes raise one line naming the
+    cluster class to use instead."""
+    import importlib
+
+    theirs = importlib.import_module(f"dask_jobqueue.{module}")
+    ours = importlib.import_module(f"dask_batch.jobqueue.{module}")
+    names = {n for n, o in vars(theirs).items()
+             if inspect.isclass(o) and o.__module__ == theirs.__name__}
+    assert names and names <= set(ours.__all__), names - set(ours.__all__)
+    for name in names:
+        cls = getattr(ours, name)
+        if name.endswith("Job"):
+            cluster = "JobQueueCluster" if name == "Job" else name.replace("Job", "Cluster")
+            with pytest.raises(TypeError, match=f"{name} does not exist in dask_batch: .*"
+                                                f"{cluster}\\(\\.\\.\\.\\)"):
+                cls(cores=1, memory="1GB")
+            assert getattr(ours, cluster) is getattr(importlib.import_module(
+                "dask_batch.jobqueue"), cluster)
