@@ -32,8 +32,6 @@ REFUSED = {
     "worker_extra_args": (["--foo"], "not a dask-worker flag the workers take"),
     "extra": (["--foo"], "not a dask-worker flag"),
     "shebang": ("#!/bin/zsh", "bash"),
-    "submit_command_extra": (["-x"], "fixed"),
-    "cancel_command_extra": (["-x"], "fixed"),
     "security": (object(), "True or False"),
 }
 # keywords of the cluster object itself (not of its jobs): in our signature, same default
@@ -51,6 +49,7 @@ SAMPLES = {
     "config_name": "other", "use_stdin": False,
     "job_cpu": 4, "job_mem": "4GB", "ncpus": 4, "mem": 4_000_000_000, "lsf_units": "GB",
     "memory_per_core_property_name": "memcore",
+    "submit_command_extra": ["-name", "s1"], "cancel_command_extra": ["-name", "s1"],
 }
 # accepted keywords whose value changes nothing here, as in dask-jobqueue where they only
 # choose how bsub receives the script (ours always gives it on stdin, where #BSUB is read)
@@ -405,7 +404,9 @@ def test_slurm_cluster_scale_jobs_compute_close(tmp_path, slurm):
 ON_FAKES = [
     ("PBSCluster", "pbs", "qsub", "qdel", {"walltime": "00:30:00"}),
     ("LSFCluster", "lsf", "bsub", "bkill", {"walltime": "00:30:00", "lsf_units": "MB"}),
-    ("HTCondorCluster", "htcondor", "condor_submit", "condor_rm", {"disk": "1GiB"}),
+    ("HTCondorCluster", "htcondor", "condor_submit", "condor_rm",
+     {"disk": "1GiB", "submit_command_extra": ["-name", "schedd1"],
+      "cancel_command_extra": ["-name", "schedd1"]}),
     ("MoabCluster", "moab", "msub", "canceljob", {"walltime": "00:30:00"}),
     ("OARCluster", "oar", "oarsub", "oardel",
      {"walltime": "00:30:00", "memory_per_core_property_name": "not_applicable"}),
@@ -442,6 +443,8 @@ def test_cluster_class_on_the_strict_fake(name, system, submit, cancel, own, tmp
             cluster.close()
         calls = [c[0] for c in fake_calls(env)]
         assert calls.count(submit) == 1 and calls[-1] == cancel, calls
+        if "submit_command_extra" in own:  # every HTCondor command asked the same schedd
+            assert all(c[1:3] == ["-name", "schedd1"] for c in fake_calls(env)), fake_calls(env)
     finally:
         cluster.close()
         kill_fake_jobs(env)

@@ -33,7 +33,8 @@ SYSTEMS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "MoabCluster": ("moab", "moab", ("queue", "project", "account", "resource_spec",
                                      "walltime")),
     "OARCluster": ("oar", "oar", ("queue", "project", "resource_spec", "walltime",
-                                  "memory_per_core_property_name")),
+                                  "memory_per_core_property_name", "submit_command_extra",
+                                  "cancel_command_extra")),
 }
 
 # dask-jobqueue's defaults (its jobqueue.yaml), used when jobqueue.<system>.<key> is unset
@@ -50,10 +51,6 @@ REFUSED: dict[str, str] = {
     "scheduler_cls": "the scheduler is distributed.Scheduler",
     "worker_command": "workers start through dask-batch's own worker entry point",
     "shebang": "job scripts are bash: give a shebang that runs bash, e.g. #!/bin/bash -l",
-    "submit_command_extra": "the submission command line is fixed (status and cancel must "
-                            "reach the same queue)",
-    "cancel_command_extra": "the cancel command line is fixed (status and cancel must reach "
-                            "the same queue)",
     "security": "credentials are made for each cluster: give True or False",
 }
 
@@ -96,7 +93,8 @@ COMMON = ("cores", "memory", "processes", "nanny", "protocol", "interface", "dea
           "job_extra_directives", "env_extra", "job_script_prologue", "header_skip",
           "job_directives_skip", "log_directory", "shebang", "python", "job_name")
 _SPEC = {"job_extra_directives": "extra_directives", "job_script_prologue": "prologue",
-         "job_directives_skip": "skip_directives", "job_name": "job_name"}
+         "job_directives_skip": "skip_directives", "job_name": "job_name",
+         "submit_command_extra": "submit_args", "cancel_command_extra": "cancel_args"}
 
 
 class JobQueueCluster(BatchCluster):
@@ -207,7 +205,7 @@ class JobQueueCluster(BatchCluster):
         spec["queue"] = v.get("queue")
         spec["account"] = cls._account(v)
         for key, target in _SPEC.items():
-            spec[target] = v[key] or ([] if key != "job_name" else DEFAULTS["name"])
+            spec[target] = v.get(key) or ([] if key != "job_name" else DEFAULTS["name"])
         if isinstance(spec["extra_directives"], dict):  # HTCondor's form: key = value
             spec["extra_directives"] = [f"{k} = {x}" for k, x in
                                         spec["extra_directives"].items()]

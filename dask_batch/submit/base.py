@@ -90,6 +90,13 @@ class System:
     accounting_per_id: bool = False  # the accounting command takes one id per call
     submit_stdin: bool = False  # the script goes to the submit command's stdin (LSF)
     script_suffix: str = ".sh"
+    status_takes_cancel_args: bool = False  # HTCondor: condor_q/_history select as condor_rm
+
+
+def with_args(argv: list[str], extra: Sequence[str]) -> list[str]:
+    """``argv`` with the user's ``extra`` arguments right after the command's name, where
+    dask-jobqueue puts its submit_command_extra and cancel_command_extra."""
+    return [argv[0], *extra, *argv[1:]] if extra else argv
 
 
 def get_system(name: str) -> System:

@@ -110,5 +110,5 @@ SYSTEM = System(
     name="htcondor", submit_command="condor_submit", render=render, submit_argv=submit_argv,
     parse_submit=parse_submit, status_argv=status_argv, parse_status=parse_status,
     cancel_argv=cancel_argv, accounting_argv=accounting_argv, parse_accounting=parse_status,
-    max_array=100000, script_suffix=".sub",
+    max_array=100000, script_suffix=".sub", status_takes_cancel_args=True,
 )

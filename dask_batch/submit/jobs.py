@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 from ..files import write_private_json
-from .base import Element, Request, SubmitError, System, get_system, run
+from .base import Element, Request, SubmitError, System, get_system, run, with_args
 from .spec import JobSpec
 from .states import JobState, from_exit_code, translate
 
@@ -39,6 +39,10 @@ class Record:
     elements: list[Element]
     submitted: float = field(default_factory=time.time)
     cancelled: list[str] = field(default_factory=list)  # query ids we cancelled
+    cancel_args: list[str] = field(default_factory=list)  # the spec's, for a later cancel
+
+    def status_args(self, system: System) -> tuple[str, ...]:
+        return tuple(self.cancel_args) if system.status_takes_cancel_args else ()
 
     @property
     def job_id(self) -> str:
@@ -128,12 +132,12 @@ def submit_one(system: System, req: Request, timeout: float) -> Record:
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.chmod(script, 0o700)  # oarsub -S runs the file itself
-    out = run(system.submit_argv(script), timeout,
-              input=text if system.submit_stdin else None).stdout
+    argv = with_args(system.submit_argv(script), req.spec.submit_args)
+    out = run(argv, timeout, input=text if system.submit_stdin else None).stdout
     elements = system.parse_submit(out, req)
     logger.info("submitted %d %s job(s): %s", len(elements), system.name, elements[0].name_id)
     return Record(system.name, req.spec.pool, req.spec.name_prefix, req.spec.processes,
-                  req.array, elements)
+                  req.array, elements, cancel_args=list(req.spec.cancel_args))
 
 
 def submit(spec: JobSpec, system: System, n: int, scheduler_file: str,
@@ -178,16 +182,17 @@ def query(records: list[Record], state_dir: str, timeout: float = 60
     neither it is MISSING (over, but we cannot say how) or CANCELLED if we cancelled it.
     """
     out: dict[str, JobState] = {}
-    by_system: dict[str, list[Record]] = {}
+    by_query: dict[tuple[str, tuple[str, ...]], list[Record]] = {}
     for rec in records:
-        by_system.setdefault(rec.system, []).append(rec)
-    for name, recs in by_system.items():
+        key = (rec.system, rec.status_args(get_system(rec.system)))
+        by_query.setdefault(key, []).append(rec)
+    for (name, extra), recs in by_query.items():
         system = get_system(name)
         elements = [e for r in recs for e in r.elements]
-        native = _ask(system, [e.query_id for e in elements], timeout)
+        native = _ask(system, [e.query_id for e in elements], timeout, extra)
         gone = [e for e in elements if e.query_id not in native]
         if gone and system.accounting_argv is not None:
-            native.update(_accounting(system, gone, timeout))
+            native.update(_accounting(system, gone, timeout, extra))
         for rec in recs:
             for e in rec.elements:
                 if e.query_id in native:
@@ -199,8 +204,9 @@ def query(records: list[Record], state_dir: str, timeout: float = 60
     return out
 
 
-def _ask(system: System, ids: list[str], timeout: float) -> dict[str, str]:
-    proc = run(system.status_argv(ids), timeout, ok=system.status_exit_ok)
+def _ask(system: System, ids: list[str], timeout: float,
+         extra: tuple[str, ...] = ()) -> dict[str, str]:
+    proc = run(with_args(system.status_argv(ids), extra), timeout, ok=system.status_exit_ok)
     if proc.returncode != 0:
         if _gone(system, proc.stderr):
             pass  # some or all ids have left the queue: the output holds the rest
@@ -217,7 +223,8 @@ def _ask(system: System, ids: list[str], timeout: float) -> dict[str, str]:
 _no_accounting: set[str] = set()
 
 
-def _accounting(system: System, gone: list[Element], timeout: float) -> dict[str, str]:
+def _accounting(system: System, gone: list[Element], timeout: float,
+                extra: tuple[str, ...] = ()) -> dict[str, str]:
     """Accounting records of jobs that left the queue; none (logged once) if it is off."""
     if system.name in _no_accounting:
         return {}
@@ -230,7 +237,8 @@ def _accounting(system: System, gone: list[Element], timeout: float) -> dict[str
     found: dict[str, str] = {}
     for ids in batches:
         try:
-            found.update(system.parse_accounting(run(system.accounting_argv(ids), timeout).stdout))
+            argv = with_args(system.accounting_argv(ids), extra)
+            found.update(system.parse_accounting(run(argv, timeout).stdout))
         except SubmitError as e:
             if "disabled" in str(e) or "not found" in str(e) and not system.accounting_per_id:
                 _no_accounting.add(system.name)
@@ -249,24 +257,25 @@ def _accounting(system: System, gone: list[Element], timeout: float) -> dict[str
 def cancel_records(system: System, records: list[Record], timeout: float,
                    only: set[str] | None = None) -> list[str]:
     """Cancel whole records (or only the elements in ``only``); returns the ids cancelled."""
-    ids: list[str] = []
+    by_args: dict[tuple[str, ...], list[str]] = {}
     for rec in records:
         chosen = [e for e in rec.elements if only is None or e.query_id in only]
         if not chosen:
             continue
+        ids = by_args.setdefault(tuple(rec.cancel_args), [])
         if only is None and rec.array and system.whole_job:
             ids.append(system.whole_job.format(id=rec.job_id))
         else:
             ids.extend(e.query_id for e in chosen)
         rec.cancelled = sorted(set(rec.cancelled) | {e.query_id for e in chosen})
-    if ids:
+    for extra, ids in by_args.items():
         try:
-            run(system.cancel_argv(ids), timeout)
+            run(with_args(system.cancel_argv(ids), extra), timeout)
         except SubmitError as e:
             if not _gone(system, e.stderr + e.stdout):
                 raise
             logger.info("%s: some jobs had already left the queue: %s", system.name, e)
-    return ids
+    return [i for ids in by_args.values() for i in ids]
 
 
 def _gone(system: System, text: str) -> bool:

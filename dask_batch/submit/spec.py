@@ -52,6 +52,9 @@ class JobSpec:
     python: str = field(default_factory=lambda: sys.executable)
     shebang: str = "#!/usr/bin/env bash"  # the job script's first line; the script is bash
     worker_options: str = ""  # JSON object: more Worker/Nanny keyword arguments
+    submit_args: tuple[str, ...] = ()  # more arguments of the submit command, before the script
+    cancel_args: tuple[str, ...] = ()  # more arguments of the cancel command (HTCondor: and of
+    # its status queries, which take the same -name/-pool)
     pool: str | None = None
 
     @property
@@ -96,7 +99,7 @@ def _coerce(key: str, value: Any) -> Any:
         return parse_duration(value, "walltime")
     if key == "memory":
         return None if value is None else parse_memory(value, "memory")
-    if key in ("prologue", "extra_directives", "skip_directives"):
+    if key in ("prologue", "extra_directives", "skip_directives", "submit_args", "cancel_args"):
         if isinstance(value, str):
             return (value,)
         return tuple(str(v) for v in value or ())

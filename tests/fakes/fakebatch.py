@@ -26,6 +26,12 @@ DIR = os.environ["FAKE_BATCH_DIR"]
 SYSTEM = os.environ.get("FAKE_BATCH_SYSTEM", "")
 CMD = os.path.basename(sys.argv[0])
 ARGS = sys.argv[1:]
+# HTCondor's commands all take -name SCHEDD and -pool HOST (which schedd, which pool) before
+# their own arguments: submit_command_extra / cancel_command_extra of dask-jobqueue
+SCHEDD: list[str] = []
+while CMD.startswith("condor_") and len(ARGS) >= 2 and ARGS[0] in ("-name", "-pool"):
+    SCHEDD += ARGS[:2]
+    ARGS = ARGS[2:]
 
 NAME = r"[A-Za-z][\w.-]{0,63}"
 HMS = r"\d+:\d{2}:\d{2}"
@@ -76,7 +82,7 @@ class State:
                 self.data = json.load(f)
         except FileNotFoundError:
             self.data = {"next": 100, "jobs": {}, "calls": []}
-        self.data["calls"].append([CMD, *ARGS])
+        self.data["calls"].append([CMD, *SCHEDD, *ARGS])
         return self.data
 
     def __exit__(self, *exc: object) -> None:
@@ -245,7 +251,7 @@ def condor_submit(path: str) -> None:
     args = parse_condor_args(desc.get("arguments", '""'))
     with State() as st:
         cid = new_id(st)
-        job: dict = {"system": "htcondor", "elements": {}, "array": True}
+        job: dict = {"system": "htcondor", "elements": {}, "array": True, "schedd": SCHEDD}
         for proc in range(n):
             argv = [a.replace("$(ClusterId)", str(cid)).replace("$(ProcId)", str(proc))
                     for a in [desc["executable"], *args]]
@@ -301,6 +307,8 @@ def find(st: dict, ident: str) -> list[tuple[str, dict]]:
     base = re.match(r"\d+", ident)
     out = []
     for jid, job in st["jobs"].items():
+        if job.get("schedd", []) != SCHEDD:  # another schedd's job: not seen from here
+            continue
         for key, el in job["elements"].items():
             if ident in (key, jid, f"{jid}[]") or (job["system"] == "oar" and ident == key):
                 out.append((key, el))
