@@ -12,6 +12,16 @@
 
        SLURM_CI_CPUS=128 bash ci/clusters/start-slurm.sh
        python benchmarks/submit.py --jobs 0 --join 100 --out benchmarks/results/submit-join.json
+
+3. ``--clusters N``: a cluster from this process, as a notebook user makes one, side by side:
+   ``BatchCluster(system="slurm")`` (mutual TLS, one array per ``scale()``) and dask-jobqueue's
+   ``SLURMCluster`` (TCP, one ``sbatch`` per job), the same 1-CPU 160 MiB no-nanny jobs: time
+   from ``scale(N)`` until N workers have joined, the ``sbatch`` calls it took, and the time
+   from ``scale(0)`` until the queue holds none of its jobs; then ``adapt(0..N)`` under 4N
+   queued 5-second tasks: the time until N workers have joined.
+
+       python benchmarks/submit.py --jobs 0 --join 0 --clusters 16 \
+           --out benchmarks/results/submit-clusters.json
 """
 
 from __future__ import annotations
@@ -100,10 +110,95 @@ def join_bench(n: int, directory: str, array: bool = True) -> dict:
             "half_s": round(marks.get(n // 2, t_all), 2), "all_s": round(t_all, 2)}
 
 
+def _ours(n_jobs_dir: str):
+    from dask_batch import BatchCluster
+
+    return BatchCluster(system="slurm", cores=1, memory="160MiB", walltime="00:10:00",
+                        queue="debug", nanny=False, poll_interval=1,
+                        scheduler_file=os.path.join(n_jobs_dir, "ours", "sched.json"),
+                        scheduler_options={"host": "127.0.0.1", "dashboard_address": ":0"})
+
+
+def _theirs(directory: str):
+    import dask_jobqueue
+
+    return dask_jobqueue.SLURMCluster(
+        cores=1, memory="160MiB", processes=1, walltime="00:10:00", queue="debug", nanny=False,
+        log_directory=os.path.join(directory, "jq-logs"),
+        scheduler_options={"host": "127.0.0.1", "dashboard_address": ":0"})
+
+
+def _queued(name: str) -> int:
+    out = subprocess.run(["squeue", "-h", "-r", "-n", name, "-o", "%i %T"], capture_output=True,
+                         text=True, timeout=30).stdout
+    return sum(1 for ln in out.splitlines() if ln.split()[1:] != ["COMPLETING"])
+
+
+def _adapt_to(cluster, client, n: int) -> float:
+    """adapt(0..n) under 4n queued 5-second tasks: seconds until n workers have joined."""
+    import time as _time
+
+    cluster.adapt(minimum=0, maximum=n, interval="500ms", wait_count=60)
+    t0 = time.perf_counter()
+    futures = client.map(_time.sleep, [5] * (4 * n), pure=False)
+    while len(client.scheduler_info(n_workers=-1)["workers"]) < n:
+        if time.perf_counter() - t0 > 300:
+            break
+        time.sleep(0.1)
+    took = time.perf_counter() - t0
+    client.cancel(futures)
+    cluster.adapt(minimum=0, maximum=0)
+    return took
+
+
+def cluster_bench(n: int, directory: str) -> list[dict]:
+    """scale(n) -> n joined, then scale(0) -> none queued, for both clusters."""
+    from distributed import Client
+
+
+    rows = []
+    for label, make, name in (("dask_batch.BatchCluster", _ours, "dask-worker"),
+                              ("dask_jobqueue.SLURMCluster", _theirs, "dask-worker")):
+        calls = [0]
+        real = subprocess.Popen.__init__
+
+        def counting(self, args, *a, _real=real, _calls=calls, **k):
+            if isinstance(args, (list, tuple)) and args and str(args[0]).endswith("sbatch"):
+                _calls[0] += 1
+            elif isinstance(args, str) and args.lstrip().startswith("sbatch"):
+                _calls[0] += 1
+            _real(self, args, *a, **k)
+
+        subprocess.Popen.__init__ = counting  # both tools run sbatch as a subprocess
+        try:
+            with make(directory) as cluster, Client(cluster) as client:
+                t0 = time.perf_counter()
+                cluster.scale(n)
+                client.wait_for_workers(n, timeout=600)
+                joined = time.perf_counter() - t0
+                t1 = time.perf_counter()
+                cluster.scale(0)
+                while _queued(name) and time.perf_counter() - t1 < 120:
+                    time.sleep(0.2)
+                gone = time.perf_counter() - t1
+                adapted = _adapt_to(cluster, client, n)
+                cluster.scale(0)
+        finally:
+            subprocess.Popen.__init__ = real
+        rows.append({"cluster": label, "workers": n, "all_joined_s": round(joined, 2),
+                     "sbatch_calls": calls[0], "scale_to_0_queue_empty_s": round(gone, 2),
+                     "per_worker_ms": round(joined / n * 1e3, 1),
+                     "adapt_to_n_joined_s": round(adapted, 2)})
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--jobs", type=int, default=1000)
     p.add_argument("--join", type=int, default=16)
+    p.add_argument("--clusters", type=int, default=0,
+                   help="workers for the BatchCluster vs dask-jobqueue comparison (0: skip)")
     p.add_argument("--out", help="also write the JSON result here")
     args = p.parse_args()
     os.environ.pop("SLURM_CONF", None)
@@ -111,6 +206,7 @@ def main() -> None:
         result = {"submit": submit_bench(args.jobs, d) if args.jobs else None,
                   "join": [join_bench(args.join, d, array) for array in (True, False)]
                   if args.join else None,
+                  "clusters": cluster_bench(args.clusters, d) if args.clusters else None,
                   "cpus_here": os.cpu_count(), "slurm_cpus": _node_cpus(),
                   "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     text = json.dumps(result, indent=1)
