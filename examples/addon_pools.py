@@ -42,7 +42,7 @@ def train(data: list[int]) -> int:
 
 
 with BatchRunner() as runner, Client(runner) as client:
-    own = len(client.scheduler_info()["workers"])  # the allocation's own workers
+    own = runner.n_workers  # the allocation's own workers (some may still be joining)
     highmem = AddOnWorkers.from_runner(runner, pool="highmem", pools_file=POOLS,
                                        walltime=WALLTIME)
     gpu = AddOnWorkers.from_runner(runner, pool="gpu", pools_file=POOLS, walltime=WALLTIME)

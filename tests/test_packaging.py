@@ -100,6 +100,9 @@ def test_recipe_test_commands_pass_here(recipe):
     assert recipe["test"]["imports"] == ["dask_batch"]
     commands = recipe["test"]["commands"]
     assert "dask-batch --help" in commands and "dask-batch --version" in commands
+    # the other entry points: dask's CLI plugin and the outside clients' comm backend
+    assert "dask batch --version" in commands
+    assert any("get_backend('dask-batch-tls')" in c for c in commands), commands
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     for command in commands:
         if command == "pip check":  # the test environment holds more than dask-batch
@@ -143,9 +146,9 @@ def test_shell_completion_completes():
     assert _complete("dask-batch su") == ["submit"]
     assert {"run", "info", "submit", "status", "cancel", "script", "lab"} <= set(
         _complete("dask-batch "))
-    assert _complete("dask-batch --sched") == ["--scheduler-file", "--scheduler-address",
-                                               "--scheduler", "--scheduler-port",
-                                               "--scheduler-rank"]
+    assert sorted(_complete("dask-batch --sched")) == [
+        "--scheduler", "--scheduler-address", "--scheduler-file", "--scheduler-port",
+        "--scheduler-rank"]
     assert "slurm" in _complete("dask-batch submit --system ")
 
 
@@ -195,3 +198,35 @@ def test_build_has_config_types_and_entry_points(tmp_path):
     # the SPDX form (no deprecated license table), with the licence text shipped
     assert "License-Expression: BSD-3-Clause" in pkg_info
     assert "License-File: LICENSE" in pkg_info
+
+
+@pytest.mark.timeout(180)
+def test_wheel_and_sdist_carry_the_licence(tmp_path):
+    """The PEP 517 backend builds a wheel and an sdist of a clean copy, without deprecation
+    warnings, and both carry LICENSE (the wheel under .dist-info/licenses)."""
+    import tarfile
+    import zipfile
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "dask_batch", src / "dask_batch",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    dist = tmp_path / "dist"
+    built = {}
+    for kind in ("wheel", "sdist"):  # one process each: setuptools keeps state between them
+        code = (f"import sys; from setuptools import build_meta as b; "
+                f"print('BUILT', b.build_{kind}(sys.argv[1]))")
+        p = subprocess.run([sys.executable, "-W", "always", "-c", code, str(dist)], cwd=src,
+                           capture_output=True, text=True, timeout=170)
+        assert p.returncode == 0, p.stderr
+        assert "Deprecat" not in p.stdout + p.stderr, p.stdout + p.stderr
+        built[kind] = next(ln for ln in p.stdout.splitlines() if ln.startswith("BUILT "))[6:]
+    wheel, sdist = built["wheel"], built["sdist"]
+    names = zipfile.ZipFile(dist / wheel).namelist()
+    assert f"dask_batch-{PROJECT['version']}.dist-info/licenses/LICENSE" in names, names
+    with tarfile.open(dist / sdist) as t:
+        assert f"dask_batch-{PROJECT['version']}/LICENSE" in t.getnames()
+        text = t.extractfile(f"dask_batch-{PROJECT['version']}/LICENSE").read().decode()
+    assert "Redistribution and use in source and binary forms" in text  # BSD-3-Clause
