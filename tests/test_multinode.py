@@ -117,15 +117,17 @@ MPI_CASES = {
     # "failed to unpack address"); its OFI netmod over tcp publishes short ones
     "pmi2-mpich": ("pmi2", {"MPIR_CVAR_CH4_NETMOD": "ofi", "FI_PROVIDER": "tcp"}, "mpi (pmi)"),
     "pmix-openmpi": ("pmix", {"MPI4PY_LIBMPI": "libmpi.so.40"}, "mpi (pmix)"),
-    "none-mismatch": ("none", {}, "slurm"),
+    "none": ("none", {}, "slurm"),  # no PMI: MPI not tried (auto), no line
+    "none-mismatch": ("none", {"DASK_BATCH__MPI": "true"}, "slurm"),  # asked for: one line
 }
 
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("case", list(MPI_CASES))
 def test_srun_three_nodes_mpi(tmp_path, case: str) -> None:
-    """MPI across nodes: pmi2 + MPICH wheel, pmix + Debian Open MPI; --mpi=none with mpi4py
-    installed gives one line about the mismatch and runs in environment mode."""
+    """MPI across nodes: pmi2 + MPICH wheel, pmix + Debian Open MPI; --mpi=none runs in
+    environment mode without trying MPI, and with batch.mpi: true gives one line about the
+    mismatch first."""
     plugin, extra, launcher = MPI_CASES[case]
     if plugin == "pmix":
         require(ctypes.util.find_library("mpi") is not None, "Debian Open MPI not installed")
@@ -139,7 +141,7 @@ def test_srun_three_nodes_mpi(tmp_path, case: str) -> None:
     assert out["launcher"] == launcher and (out["rank"], out["size"]) == (1, 9)
     assert len(hosts_of(out)) == 3
     check_addresses(out, IB)
-    assert job.stderr.count(MISMATCH) == (1 if plugin == "none" else 0), job.stderr
+    assert job.stderr.count(MISMATCH) == (1 if case == "none-mismatch" else 0), job.stderr
     print(f"srun --mpi={plugin} 3 nodes: {job.seconds:.1f} s")
 
 

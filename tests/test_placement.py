@@ -145,3 +145,21 @@ def test_tasks_per_node(text, expected):
 def test_tasks_per_node_rejects_garbage():
     with pytest.raises(PlacementError):
         parse_tasks_per_node("2(y3)")
+
+
+@pytest.mark.parametrize(("mode", "extra", "want"), [
+    ("auto", {}, False),  # srun --mpi=none: no PMI, MPI_Init would make singletons
+    ("auto", {"SLURM_MPI_TYPE": "none"}, False),
+    ("auto", {"SLURM_MPI_TYPE": "pmi2", "PMI_FD": "11", "PMI_RANK": "1", "PMI_SIZE": "4"}, True),
+    ("auto", {"SLURM_MPI_TYPE": "pmix", "PMIX_RANK": "1"}, True),
+    ("auto", {"SLURM_MPI_TYPE": "cray_shasta"}, True),  # Cray PMI: MPI is wired
+    ("true", {}, True),  # asked for: tried, and the mismatch is reported
+    ("false", {"PMI_FD": "11", "PMI_RANK": "1", "PMI_SIZE": "4"}, False),
+])
+def test_mpi_is_tried_only_where_the_launcher_wires_it(mode, extra, want):
+    from dask_batch.mpi import wanted
+
+    environ = {"SLURM_JOB_ID": "7", "SLURM_STEP_ID": "0", "SLURM_PROCID": "1",
+               "SLURM_STEP_NUM_TASKS": "4", "SLURM_NTASKS": "4", "SLURM_LOCALID": "1",
+               "SLURM_NODEID": "0", **extra}
+    assert wanted(mode, environ, detect(environ, hostname="n1"), None) is want
