@@ -19,6 +19,7 @@ from ..settings import Settings
 from .common import abrupt_end, walltime_signals, within, worker_name
 
 logger = logging.getLogger("dask_batch")
+_BACKGROUND: set[asyncio.Future] = set()  # held until done: the loop keeps weak references only
 
 
 class SchedulerStartError(BatchError, RuntimeError):
@@ -52,6 +53,10 @@ async def serve_scheduler(
     scheduler.add_plugin(_release_on_remote_close(watch, members, s.shutdown_grace))
     contact = _contact(s, scheduler, placement, creds)
     publish(contact)
+    if _dashboard_later(s):
+        task = asyncio.ensure_future(_add_dashboard(scheduler))
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
     _announce(scheduler, contact, placement, expected_workers)
     _report_joins(scheduler, expected_workers, t0)
     installed = _take_signals(s, watch) if signals else []
@@ -85,7 +90,8 @@ async def _start(s: Settings, interface: str | None, protocol: str,
         protocol=protocol,
         port=s.scheduler_port,
         security=security_from(creds),
-        dashboard=s.dashboard,
+        # the HTTP server listens now; bokeh's dashboard joins it once the address is out
+        dashboard=s.dashboard and not _dashboard_later(s),
         dashboard_address=s.dashboard_address if s.dashboard else None,
     )
     try:
@@ -96,6 +102,30 @@ async def _start(s: Settings, interface: str | None, protocol: str,
             e = e.__cause__  # type: ignore[assignment]
         raise SchedulerStartError(f"cannot start the scheduler ({where}): {e}") from None
     return scheduler
+
+
+def _dashboard_later(s: Settings) -> bool:
+    """Bokeh's dashboard costs ~0.5 s of imports: with bokeh installed, it is added after the
+    scheduler has published its address, while the other ranks connect (else distributed's
+    "install bokeh" page is there from the start, as before)."""
+    import importlib.util
+
+    return s.dashboard and importlib.util.find_spec("bokeh") is not None
+
+
+async def _add_dashboard(scheduler: Any) -> None:
+    """distributed's own dashboard set-up (``distributed.dashboard.scheduler.connect``), its
+    import on a thread so that the scheduler serves meanwhile."""
+    import importlib
+
+    try:
+        module = await asyncio.get_running_loop().run_in_executor(
+            None, importlib.import_module, "distributed.dashboard.scheduler")
+        if scheduler.status.name in ("running", "init"):
+            module.connect(scheduler.http_application, scheduler.http_server, scheduler,
+                           prefix="/")
+    except Exception as e:  # the cluster works without it: say so once
+        logger.warning("dashboard not started: %s", e)
 
 
 def dashboard_url(scheduler: Any, host: str) -> str | None:
