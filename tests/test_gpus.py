@@ -169,3 +169,42 @@ def test_probe_counts_when_the_tree_lists_no_devices(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     seen = gpus.visible({}, root=tmp_path)
     assert (seen.vendor, seen.units) == ("amd", ("0", "1", "2"))
+
+
+# what each vendor's tool prints (abridged from real output), for the probe
+PROBE_OUTPUT = {
+    "nvidia": ("nvidia-smi", "-L", "\n".join(
+        f"GPU {i}: NVIDIA H100 80GB HBM3 (UUID: GPU-{i}a5e1c3b-77f0-2d1e-9b1c-3f5e2d4c1a{i}0)"
+        for i in range(3))),
+    "intel": ("xpu-smi", "discovery", "\n".join(
+        ["+-----------+------------------------------------------------+",
+         "| Device ID | Device Information                             |",
+         "+-----------+------------------------------------------------+"]
+        + [line for i in range(3) for line in (
+            f"| {i}         | Device Name: Intel(R) Data Center GPU Max 1550 |",
+            "|           | Vendor Name: Intel(R) Corporation              |",
+            "+-----------+------------------------------------------------+")])),
+}
+
+
+@pytest.mark.parametrize("vendor", list(PROBE_OUTPUT))
+def test_nvidia_and_intel_probes_count_when_the_tree_lists_no_devices(tmp_path, monkeypatch,
+                                                                       vendor):
+    """The driver is there but no device node is (a container): nvidia-smi -L / xpu-smi
+    discovery, if installed, count the GPUs; a tool that fails counts none."""
+    driver = tmp_path / gpus.BY_NAME[vendor].driver
+    driver.parent.mkdir(parents=True, exist_ok=True)
+    driver.mkdir() if vendor == "intel" else driver.touch()
+    assert gpus.visible({}, root=tmp_path).vendor is None  # the tool is not on PATH
+    tool, arg, output = PROBE_OUTPUT[vendor]
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "out.txt").write_text(output + "\n")
+    smi = bindir / tool
+    smi.write_text(f'#!/bin/sh\n[ "$1" = {arg} ] || exit 2\ncat "{bindir}/out.txt"\n')
+    smi.chmod(smi.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    seen = gpus.visible({}, root=tmp_path)
+    assert (seen.vendor, seen.units) == (vendor, ("0", "1", "2"))
+    smi.write_text("#!/bin/sh\necho 'no devices found' >&2\nexit 6\n")
+    assert gpus.visible({}, root=tmp_path).vendor is None
