@@ -22,7 +22,14 @@ from typing import Any
 
 from .errors import BatchError
 from .files import write_private_json
-from .outside import inside_address, outside_address, remove_state, write_state
+from .outside import (
+    SCHEME,
+    inside_address,
+    outside_address,
+    read_state,
+    remove_state,
+    write_state,
+)
 from .placement import Placement
 from .settings import Settings
 
@@ -224,7 +231,11 @@ def mpi_wait(comm: Any, timeout: float, root: int = 0) -> Contact:
 def meet(s: Settings, method: str, comm: Any, path: str | None, placement: Placement) -> Contact:
     """The scheduler's contact, as this rank learns it (or the error rank 0 published)."""
     if method == "address":
-        contact = Contact(address=str(s.scheduler_address))
+        try:
+            contact = address_contact(str(s.scheduler_address), s.secure)
+        except BatchError as e:
+            e.every_rank = True  # the same on every rank: said once, by rank 0
+            raise
     elif method == "mpi":
         contact = mpi_wait(comm, s.rendezvous_timeout, root=s.scheduler_rank)
     else:
@@ -239,6 +250,21 @@ def meet(s: Settings, method: str, comm: Any, path: str | None, placement: Place
         err.every_rank = True  # rank 0 has reported it already
         raise err
     return contact
+
+
+def address_contact(address: str, secure: bool) -> Contact:
+    """Joining by address (dask-mpi's positional SCHEDULER_ADDRESS): over TLS the job's
+    credentials come from this user's state directory, as for an outside client; a plain
+    TCP scheduler only with --insecure (a secure job's workers never speak plain TCP)."""
+    if address.startswith(("tls://", f"{SCHEME}://")):
+        return Contact(address=inside_address(address), creds=read_state(address))
+    if secure and "://" in address and not address.startswith(("tcp://", "ucx://")):
+        raise RendezvousError(f"cannot join {address}: unknown address scheme")
+    if secure and not address.startswith("ucx://"):
+        raise RendezvousError(
+            f"{address} is a plain TCP scheduler and this job is secure (mutual TLS): "
+            "add --insecure to join it, or join a dask-batch job by its --scheduler-file")
+    return Contact(address=address)
 
 
 def _process_start() -> float:

@@ -57,6 +57,15 @@ def test_cluster_options_after_run_and_before_it_merge(tmp_path):
     assert out["argv"] == ["--nthreads", "9"], out
 
 
+def test_run_help_lists_the_runner_options():
+    """`dask-batch run --help` documents the options accepted after `run` (click's habit)."""
+    p = subprocess.run([DASK_BATCH, "run", "--help"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    for option in ("--insecure", "--nthreads", "--scheduler-file", "--interface",
+                   "--client-on-scheduler", "--no-nanny"):
+        assert option in p.stdout, (option, p.stdout)
+
+
 def test_merged_options_after_the_command_win():
     from dask_batch.cli.options import merged
 

@@ -134,6 +134,50 @@ def test_cli_positional_scheduler_address_adds_workers(tmp_path, tag):
     assert got["names"] == ["dask_mpi-1", "more-0", "more-1"], err
 
 
+def test_cli_positional_tls_address_joins_with_the_users_credentials(tmp_path, tag):
+    """`dask-batch dask-batch-tls://host:port --no-scheduler` (the address as the scheduler
+    file shows it) joins a secure job: the credentials come from the user's state directory,
+    as for an outside Client."""
+    sched = str(tmp_path / "s.json")
+    first = serve(tag, 2, sched)
+    more = None
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(sched) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with open(sched) as f:
+            address = json.load(f)["address"]
+        assert address.startswith("dask-batch-tls://"), address
+        more = subprocess.Popen(mpiexec(2, DASK_BATCH, address, "--no-scheduler", "--name",
+                                        "more"), env=job_env(tag), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        got = workers_of(sched, 3)
+    finally:
+        rc, err = stop(first, tag)
+        if more is not None:
+            stop(more, tag)
+    assert got["names"] == ["dask_mpi-1", "more-0", "more-1"], err
+
+
+@pytest.mark.parametrize(("address", "flags", "says"), [
+    ("tls://127.0.0.1:9", (), "no dask-batch credentials for dask-batch-tls://127.0.0.1:9"),
+    ("tcp://127.0.0.1:9", (), "plain TCP scheduler and this job is secure (mutual TLS): add "
+                              "--insecure"),
+    ("127.0.0.1:9", (), "add --insecure"),
+    ("tcp://127.0.0.1:9", ("--insecure",), "cannot reach the scheduler: Timed out trying to "
+                                           "connect to tcp://127.0.0.1:9"),
+])
+def test_cli_positional_address_that_cannot_be_joined_is_one_line(address, flags, says):
+    """A secure job joining by address: no credentials, or a plain TCP address, is one line
+    naming the fix, at once; an address nobody listens on is one line per rank."""
+    job = run_job(mpiexec(2, DASK_BATCH, address, "--no-scheduler", *flags), timeout=90)
+    assert job.returncode == 2, job
+    assert "Traceback" not in job.stderr, job
+    lines = [ln for ln in job.stderr.splitlines() if ln.strip()]
+    assert lines and all(says in ln and "error:" in ln for ln in lines), job
+    assert len(lines) == (2 if flags else 1), job  # the same on every rank: said once
+
+
 def test_cli_scheduler_rank_past_the_world_is_one_line_not_a_hang(tmp_path):
     job = run_job(mpiexec(3, DASK_BATCH, "--scheduler-file", str(tmp_path / "s.json"),
                           "--scheduler-rank", "5"), timeout=60)

@@ -10,10 +10,11 @@ import signal
 from typing import Any
 
 from .. import report
+from ..errors import EXIT_SCHEDULER_LOST
 from ..gpus import resource_name
 from ..lifecycle import MemberLink, hard_exit_after
 from ..placement import LAUNCH_WIRING, Placement
-from ..rendezvous import Contact
+from ..rendezvous import Contact, RendezvousError
 from ..resources import Resources
 from ..security import security_from
 from ..settings import Settings
@@ -55,7 +56,7 @@ async def serve_worker(
             placement.rank,
         )
         if not outcome.done():
-            outcome.set_result(1)
+            outcome.set_result(EXIT_SCHEDULER_LOST)
 
     started: list[Any] = []
 
@@ -74,7 +75,10 @@ async def serve_worker(
     if not contact.foreign:  # a scheduler dask_batch started watches its members
         # linked before the worker registers: a rank that dies while its worker starts is
         # still named by the scheduler (it was missed when the link came after the start)
-        await link.connect()
+        try:
+            await link.connect()
+        except OSError as e:  # distributed's connect timeout: one line, not its traceback
+            raise RendezvousError(f"cannot reach the scheduler: {e}") from None
         serving = asyncio.ensure_future(link.serve())
     try:
         return await _work_until_end(s, cls, kwargs, placement.rank, started, outcome, link,
