@@ -116,6 +116,29 @@ def test_unknown_keyword_missing_memory_and_jobqueue_config():
     assert SLURMCluster.translate(cores=1, memory="1GB")["walltime"] == "00:30:00"
 
 
+def test_batch_settings_win_over_jobqueue_config_where_both_are_set():
+    """A keyword given wins; then batch.submit.* where the user set it; then the site's
+    jobqueue.<system>.*; then dask-jobqueue's defaults (walltime 00:30:00)."""
+    from dask_batch.jobqueue import SLURMCluster
+
+    site = {"jobqueue.slurm.cores": 4, "jobqueue.slurm.memory": "4GiB",
+            "jobqueue.slurm.queue": "jq", "jobqueue.slurm.walltime": "01:00:00",
+            "jobqueue.slurm.job-script-prologue": ["module load site"]}
+    with dask.config.set(site):
+        got = SLURMCluster.translate()
+        assert (got["queue"], got["walltime"], got["cores"]) == ("jq", "01:00:00", 4)
+        assert got["prologue"] == ["module load site"]
+        with dask.config.set({"batch.submit.queue": "bq", "batch.submit.walltime": "05:00:00",
+                              "batch.submit.prologue": ["module load mine"]}):
+            got = SLURMCluster.translate()
+            assert (got["queue"], got["walltime"], got["cores"]) == ("bq", "05:00:00", 4)
+            assert got["prologue"] == ["module load mine"]
+            assert SLURMCluster.translate(queue="kw")["queue"] == "kw"
+    with dask.config.set({"batch.submit.cores": 2, "batch.submit.memory": "2GiB"}):
+        got = SLURMCluster.translate()  # batch.submit alone satisfies "cores and memory"
+        assert (got["cores"], got["memory"], got["walltime"]) == (2, "2GiB", "00:30:00")
+
+
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("old, new", [("job_extra", "job_extra_directives"),
                                       ("env_extra", "job_script_prologue"),
@@ -398,6 +421,62 @@ def test_slurm_cluster_scale_jobs_compute_close(tmp_path, slurm):
     finally:
         cluster.close()
         scancel(sent)
+
+
+SITE_YAML = """\
+jobqueue:
+  slurm:
+    cores: 1
+    memory: 500MiB
+    processes: 1
+    queue: debug
+    walltime: "00:10:00"
+    nanny: false
+    job-extra-directives: ["--comment=from-jobqueue-yaml"]
+    job-script-prologue: ["export JQ_SITE=yes"]
+    shared-temp-directory: {tmp}
+    scheduler-options: {{host: 127.0.0.1, dashboard_address: "127.0.0.1:0"}}
+"""
+UNCHANGED_CODE = """\
+import os
+from dask.distributed import Client
+from dask_batch.jobqueue import SLURMCluster
+
+with SLURMCluster() as cluster:  # everything from the site's jobqueue.yaml
+    script = cluster.job_script()
+    assert "#SBATCH --comment=from-jobqueue-yaml" in script, script
+    assert "#SBATCH --partition=debug" in script, script
+    cluster.scale(jobs=1)
+    with Client(cluster) as client:
+        client.wait_for_workers(1, timeout=90)
+        print("RESULT", client.submit(lambda: os.environ.get("JQ_SITE")).result(30),
+              client.submit(sum, range(10)).result(30), flush=True)
+    print("JOBS", " ".join(sorted(str(r.job_id) for r in cluster.records)), flush=True)
+"""
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(180)
+def test_slurm_cluster_from_a_site_jobqueue_yaml(tmp_path, slurm):
+    """Unchanged dask-jobqueue code in its own process, every keyword from a jobqueue.yaml
+    that dask reads from DASK_CONFIG: the job script has its directives, the worker its
+    prologue, and closing leaves no job in squeue."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "jobqueue.yaml").write_text(SITE_YAML.format(tmp=tmp_path))
+    (tmp_path / "user.py").write_text(UNCHANGED_CODE)
+    env = slurm_env(tmp_path.name, DASK_CONFIG=str(conf))
+    env.pop("SLURM_CONF", None)
+    p = subprocess.run([sys.executable, str(tmp_path / "user.py")], env=env, cwd=tmp_path,
+                       capture_output=True, text=True, timeout=150)
+    jobs = next((ln.split()[1:] for ln in p.stdout.splitlines() if ln.startswith("JOBS")), [])
+    try:
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "RESULT yes 45" in p.stdout, p.stdout + p.stderr
+        assert len(jobs) == 1, p.stdout
+        wait_for(lambda: not squeue_ids(jobs[0]), 30, "close() to cancel the job")
+    finally:
+        scancel(set(jobs))
 
 
 # class, system, submit and cancel commands, keywords of its own

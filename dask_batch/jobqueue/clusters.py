@@ -10,6 +10,7 @@ imported; its defaults are copied in ``DEFAULTS``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import warnings
 from typing import Any
@@ -297,18 +298,45 @@ class JobQueueCluster(BatchCluster):
         return self.worker_spec
 
 
+# dask-jobqueue keyword -> the batch.submit key that means the same
+_BATCH_KEYS = {"cores": "cores", "memory": "memory", "processes": "processes",
+               "queue": "queue", "account": "account", "walltime": "walltime",
+               "job_name": "job-name", "job_script_prologue": "prologue",
+               "job_extra_directives": "extra-directives",
+               "job_directives_skip": "skip-directives", "local_directory": "local-directory",
+               "log_directory": "log-directory", "interface": "interface", "nanny": "nanny",
+               "death_timeout": "death-timeout", "python": "python", "shebang": "shebang"}
+
+
 class _Config:
-    """``jobqueue.<name>.<key>`` with dask-jobqueue's defaults."""
+    """A keyword's configured value: ``batch.submit.<key>`` where the user set it (it differs
+    from dask-batch's packaged default), else ``jobqueue.<name>.<key>`` (a site's
+    jobqueue.yaml), else dask-jobqueue's default."""
 
     def __init__(self, name: str):
         self.name = name
 
     def get(self, key: str) -> Any:
+        batch_key = _BATCH_KEYS.get(key)
+        if batch_key is not None:
+            value = dask.config.get(f"batch.submit.{batch_key}", default=None)
+            if value != _packaged_submit_defaults().get(batch_key):
+                return value
         dashed = key.replace("_", "-")
         if key == "job_name":
             dashed = "name"
         return dask.config.get(f"jobqueue.{self.name}.{dashed}",
                                default=DEFAULTS.get(dashed))
+
+
+@functools.cache
+def _packaged_submit_defaults() -> dict[str, Any]:
+    import yaml
+
+    from ..settings import DEFAULTS_FILE
+
+    with open(DEFAULTS_FILE) as f:
+        return dict(yaml.safe_load(f)["batch"]["submit"])
 
 
 def _deprecated(kw: dict[str, Any], cfg: _Config) -> dict[str, Any]:
