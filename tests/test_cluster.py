@@ -441,6 +441,42 @@ def test_slurm_refused_submissions_back_off_then_stop(tmp_path, slurm, caplog):
         cluster.close()
 
 
+@pytest.mark.timeout(60)
+def test_a_submission_refused_part_way_leaves_no_job_behind(tmp_path, monkeypatch, tag):
+    """Three single jobs (no array), the second refused by qsub: scale() raises the refusal,
+    the first job is the cluster's (counted in its plan) and close() cancels it."""
+    from helpers import fake_calls, fake_env
+
+    from dask_batch import BatchCluster
+    from dask_batch.submit import SubmitError
+
+    env = fake_env("pbs", tmp_path)
+    refusing = tmp_path / "refusing"
+    refusing.mkdir()
+    (refusing / "qsub").write_text(
+        "#!/bin/sh\n"
+        f'n=$(cat "{tmp_path}/n" 2>/dev/null || echo 0); n=$((n + 1)); echo $n > "{tmp_path}/n"\n'
+        'if [ "$n" = 2 ]; then echo "qsub: Job exceeds queue resource limits" >&2; exit 188; fi\n'
+        f'exec "{tmp_path}/bin/qsub" "$@"\n')
+    (refusing / "qsub").chmod(0o755)
+    env["PATH"] = f"{refusing}{os.pathsep}{env['PATH']}"
+    for key, value in {**env, "DASK_BATCH_TEST_TAG": tag}.items():
+        monkeypatch.setenv(key, value)
+    cluster = BatchCluster(system="pbs", walltime="00:30:00", memory="1GiB", nanny=False,
+                           array=False, backoff=600, scheduler_options=SCHED,
+                           scheduler_file=str(tmp_path / "c" / "sched.json"))
+    try:
+        with pytest.raises(SubmitError, match="exceeds queue resource limits"):
+            cluster.scale(jobs=3)
+        assert len(cluster.records) == 1 and len(cluster.plan) == 1, cluster.records
+        kept = cluster.records[0].elements[0].query_id
+    finally:
+        cluster.close()
+    calls = fake_calls(env)
+    assert [c[0] for c in calls].count("qsub") == 1, calls
+    assert [c for c in calls if c[0] == "qdel"] == [["qdel", kept]], calls
+
+
 @pytest.mark.slurm
 @pytest.mark.timeout(90)
 def test_slurm_asynchronous_as_dask_labextension_uses_it(tmp_path, slurm):

@@ -44,6 +44,7 @@ class SubmitError(BatchError, RuntimeError):
         super().__init__(message)
         self.argv, self.returncode = list(argv), returncode
         self.stdout, self.stderr = stdout, stderr
+        self.accepted: list = []  # jobs of the same submission the system took before it failed
 
 
 @dataclass(frozen=True)

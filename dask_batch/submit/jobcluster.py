@@ -85,7 +85,8 @@ class JobCluster(Cluster):
     async def _close(self) -> None:
         if self._poll_task:
             self._poll_task.cancel()
-        active = [e.query_id for r, e in self._active()]
+        async with self._lock:  # a submission under way is recorded before the cancel
+            active = [e.query_id for r, e in self._active()]
         if active:
             try:
                 await asyncio.to_thread(jobs.cancel, self.scheduler_file, None, self.timeout,
@@ -174,11 +175,11 @@ class JobCluster(Cluster):
                 new = await asyncio.to_thread(jobs.submit, self.spec, self.system, count,
                                               self.scheduler_file, self.timeout)
             except SubmitError as e:  # counted: a refused job is retried with back-off
+                self._track(e.accepted)  # those taken before the refusal are ours to cancel
                 self.failures.rejected(str(e))
                 self._deferred = True
                 raise
-            self.records.extend(new)
-            self.states.update({e.query_id: JobState.PENDING for r in new for e in r.elements})
+            self._track(new)
         elif n < have and down:
             # pending jobs first (cheapest to drop), newest first
             observed = self.observed
@@ -186,6 +187,10 @@ class JobCluster(Cluster):
                 bool(set(re_[0].worker_names(re_[1])) & observed), -re_[0].submitted))
             drop = active[: (have - n) // self.spec.processes]
             await self._cancel([w for r, e in drop for w in r.worker_names(e)])
+
+    def _track(self, new: list) -> None:
+        self.records.extend(new)
+        self.states.update({e.query_id: JobState.PENDING for r in new for e in r.elements})
 
     def scale_down(self, workers: list[str]) -> Any:
         return self._run(self._scale_down(list(workers)))

@@ -149,6 +149,9 @@ def submit(spec: JobSpec, system: System, n: int, scheduler_file: str,
     try:
         for req in requests(spec, system, n, scheduler_file):
             done.append(submit_one(system, req, timeout))
+    except SubmitError as e:
+        e.accepted = list(done)  # the caller owns them too: to count, watch and cancel
+        raise
     finally:
         if done:
             try:
