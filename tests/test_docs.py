@@ -327,3 +327,26 @@ def test_troubleshooting_quotes_the_codes_messages():
         assert message in doc, f"troubleshooting.md does not quote {message!r}"
         assert message in source, f"the code no longer says {message!r}: update the docs"
 
+
+
+def test_how_it_works_map_is_the_import_contract_and_covers_every_module():
+    """docs/how-it-works.md's layer table lists, row by row, the layers of pyproject.toml's
+    import contract (top to bottom), and every module of the package is in one row."""
+    import tomllib
+
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        contracts = tomllib.load(f)["tool"]["importlinter"]["contracts"]
+    layers = next(c for c in contracts if c["type"] == "layers" and "containers" not in c)
+    want = [{m.strip().removeprefix("dask_batch.") for m in layer.split("|")}
+            for layer in layers["layers"]]
+    text = (ROOT / "docs" / "how-it-works.md").read_text()
+    table = text[text.index("| layer | modules |"):].split("\n\n")[0].splitlines()[2:]
+    rows = [{m.removesuffix(".py").removesuffix("/") for m in
+             re.findall(r"`([\w/]+(?:\.py|/))`", row.split("|")[2])} for row in table]
+    assert rows == want, (rows, want)
+    listed = set().union(*rows)
+    package = ROOT / "dask_batch"
+    modules = {p.stem if p.parent == package else p.parent.relative_to(package).parts[0]
+               for p in package.rglob("*.py") if "__pycache__" not in p.parts}
+    modules -= {"__init__", "_orphan_guard"}  # the package itself; the roles' worker preload
+    assert modules <= listed, sorted(modules - listed)
