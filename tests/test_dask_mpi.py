@@ -51,6 +51,40 @@ def test_execute_places_the_roles_as_dask_mpi_does(args, workers):
     assert "Traceback" not in job.stderr, job
 
 
+def test_execute_and_send_close_signal_signatures_are_dask_mpis():
+    """execute() and send_close_signal(): dask-mpi 2026.3's parameters, in its order, with its
+    defaults (initialize()'s are checked against migration.md in test_docs)."""
+    dask_mpi = pytest.importorskip("dask_mpi")
+    import inspect
+
+    import dask_batch
+
+    for name in ("execute", "send_close_signal"):
+        theirs = inspect.signature(getattr(dask_mpi, name)).parameters
+        ours = inspect.signature(getattr(dask_batch, name)).parameters
+        # ours may end with **settings (any dask-batch setting as a keyword), nothing else
+        named = [p for p in ours.values() if p.kind is not p.VAR_KEYWORD]
+        assert [(p.name, p.default, p.kind) for p in theirs.values()] == \
+            [(p.name, p.default, p.kind) for p in named], name
+
+
+@pytest.mark.parametrize("what", ["ok", "raise"])
+def test_execute_client_args_and_a_raising_client_function(what):
+    """client_args and client_kwargs reach the function; a function that raises ends the
+    cluster at once and fails the job on the client rank, as in dask-mpi."""
+    job = run_job(mpiexec(4, sys.executable, str(ROOT / "mpi_tests" / "dask_mpi_execute_args.py"),
+                          what), timeout=90)
+    if what == "ok":
+        assert job.returncode == 0, job
+        assert result_of(job) == {"total": 3 * 45 + 10, "label": "ok"}
+        assert returned_ranks(job) == [0, 1, 2, 3], job
+        assert "Traceback" not in job.stderr, job
+    else:
+        assert job.returncode != 0, job
+        assert "RuntimeError: the client function failed on purpose" in job.stderr, job
+        assert job.stderr.count("Traceback") == 1, job  # the client's own error, once
+
+
 def test_execute_too_few_ranks_is_one_line_not_a_hang():
     job = run_job(mpiexec(3, sys.executable, EXECUTE, "scheduler_rank=3"), timeout=60)
     assert job.returncode == 2, job
@@ -132,6 +166,53 @@ def test_cli_positional_scheduler_address_adds_workers(tmp_path, tag):
         if more is not None:
             stop(more, tag)
     assert got["names"] == ["dask_mpi-1", "more-0", "more-1"], err
+
+
+def test_cli_worker_flags_reach_the_workers(tmp_path, tag):
+    """dask-mpi's worker flags, as dask-mpi users pass them, arrive where they mean to:
+    --nthreads, --memory-limit, --local-directory, --worker-options, --interface,
+    --dashboard-address, and --worker-class distributed.Worker (no nanny, as in dask-mpi)."""
+    import socket
+
+    from distributed import Client
+
+    from dask_batch.rendezvous import read_scheduler_file
+    from dask_batch.security import security_from
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sched = str(tmp_path / "s.json")
+    scratch = tmp_path / "scratch"
+    proc = subprocess.Popen(mpiexec(
+        3, DASK_BATCH, "--scheduler-file", sched, "--nthreads", "2", "--memory-limit", "300MiB",
+        "--local-directory", str(scratch), "--worker-options", '{"resources": {"FOO": 1}}',
+        "--interface", "lo", "--dashboard-address", f"127.0.0.1:{port}",
+        "--worker-class", "distributed.Worker"),
+        env=job_env(tag), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(sched) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        contact = read_scheduler_file(sched)
+        with Client(contact.address, security=security_from(contact.creds), timeout=30) as c:
+            c.wait_for_workers(2, timeout=60)
+            workers = c.scheduler_info()["workers"]
+            dirs = c.run(lambda dask_worker: dask_worker.local_directory)
+            dashboard = c.scheduler_info()["services"].get("dashboard")
+            c.shutdown()
+    finally:
+        rc, err = stop(proc, tag)
+    assert len(workers) == 2, err
+    for address, w in workers.items():
+        assert address.startswith("tls://127.0.0.1:"), address  # lo
+        assert (w["nthreads"], w["memory_limit"]) == (2, 300 * 2**20), w
+        assert w["resources"] == {"FOO": 1}, w
+        assert w["nanny"] is None, w  # distributed.Worker given: the rank runs it, no nanny
+    assert all(d.startswith(str(scratch)) for d in dirs.values()), dirs
+    assert dashboard == port, err
+    assert rc == 0, err
 
 
 def test_cli_positional_tls_address_joins_with_the_users_credentials(tmp_path, tag):

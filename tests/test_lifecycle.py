@@ -76,6 +76,19 @@ def test_dead_worker_rank_under_hydra_ends_fast_naming_it(start, extra):
     job.all_gone_within(5)
 
 
+def test_no_nanny_keeps_the_old_behaviour_a_killed_worker_ends_the_job(start):
+    """--no-nanny (batch.worker.nanny: false): the worker is the rank, so a SIGKILLed worker
+    process is a dead rank, and hydra ends the job fast (the default survives it:
+    test_worker_process_killed_is_restarted_by_its_nanny)."""
+    job = start(4, "kill-worker-process", DASK_BATCH__WORKER__NANNY="false")
+    job.value("KILLED")
+    t = time.monotonic()
+    rc, _ = job.wait(30)
+    assert rc != 0 and time.monotonic() - t <= 10, job.stderr
+    assert not any(ln.startswith("RESULT ") for ln in job.lines), job.lines  # job lost
+    job.all_gone_within(5)
+
+
 def test_client_never_connects_under_mpi_ends_within_the_rendezvous_timeout(start):
     # the client rank dies before MPI_Init: the others wait in MPI_Init, which only a hard
     # exit after batch.rendezvous-timeout can end (hydra does not count it as a failure)

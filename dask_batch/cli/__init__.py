@@ -91,6 +91,10 @@ def _serve(params: dict[str, Any]) -> None:
     opts = runner_options(params)
     if "name" not in opts and dask.config.get("batch.worker.name-prefix", None) is None:
         opts["name"] = DASK_MPI_NAME
+    if "worker_class" in opts and "nanny" not in opts:
+        # dask-mpi's --worker-class is what each worker rank runs (its default is
+        # distributed.Nanny; distributed.Worker is its way to say no nanny); --nanny wraps it
+        opts["nanny"] = False
     runner = BatchRunner(client=False, **opts)
     runner.start()  # serves, then exits the process
 

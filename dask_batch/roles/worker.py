@@ -129,7 +129,7 @@ def worker_class_and_options(s: Settings, placement: Placement, contact: Contact
                              interface: str | None, protocol: str, res: Resources,
                              security: Any) -> tuple[type, dict[str, Any]]:
     """The class to start (Worker, Nanny or the user's) and its keyword arguments."""
-    from distributed import Nanny
+    from distributed import Nanny, Worker
     from distributed.utils import import_term
 
     resources = dict(s.resources)
@@ -149,7 +149,9 @@ def worker_class_and_options(s: Settings, placement: Placement, contact: Contact
     if protocol not in ("tcp", "tls"):
         kwargs["protocol"] = protocol
     cls = import_term(s.worker_class)
-    if s.nanny and not issubclass(cls, Nanny):
+    # a Worker class goes under a nanny; a Nanny, or a server of its own that starts its
+    # workers itself (dask_cuda.CUDAWorker), runs as it is
+    if s.nanny and issubclass(cls, Worker):
         kwargs["worker_class"] = cls
         # a worker orphaned by a killed nanny must not outlive it
         kwargs["preload"] = ["dask_batch._orphan_guard"]
