@@ -251,6 +251,8 @@ def test_job_script_has_dask_jobqueues_directives(name, tmp_path):
         ours = normalised(directives(script, PREFIX[name]))
         assert c.job_header.splitlines()[0].startswith(PREFIX[name])
         assert c.job_name == "jqtest"
+    if name == "SGECluster":  # cores and memory only through resource_spec, as theirs
+        assert "#$ -pe " not in script and "#$ -l mem_free=" not in script, script
     for key, value in theirs.items():
         if (name, key) in DIFFERENT:
             continue

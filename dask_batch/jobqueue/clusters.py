@@ -247,18 +247,22 @@ class JobQueueCluster(BatchCluster):
 
         rs = v.get("resource_spec")
         extra: list[str] = []
+        skip: list[str] = []
         if cls.system_name == "sge":  # dask-jobqueue's SGE jobs run in the submission folder
             extra = ["-cwd", *([f"-P {v['project']}"] if v.get("project") else [])]
+            # and ask for cores and memory only through resource_spec: a site's jobqueue.yaml
+            # may know no "smp" parallel environment, nor a requestable mem_free
+            skip = ["-pe ", "mem_free="]
         if v.get("disk") is not None:
             return [f"request_disk = {parse_memory(v['disk']) // 1024}"], []
         if not rs:
-            return extra, []
+            return extra, skip
         walltime = hms(parse_duration(v.get("walltime") or DEFAULTS["walltime"], "walltime"))
         own = {"pbs": ("select=", [f"-l {rs}"]),
                "moab": ("nodes=1:ppn=", [f"-l {rs}", f"-l walltime={walltime}"]),
                "oar": ("/nodes=1/", [f"-l {rs},walltime={walltime}"])}
-        skip, lines = own.get(str(cls.system_name), (None, [f"-l {rs}"]))
-        return [*extra, *lines], [skip] if skip else []
+        replaced, lines = own.get(str(cls.system_name), (None, [f"-l {rs}"]))
+        return [*extra, *lines], [*skip, *([replaced] if replaced else [])]
 
     # ------------------------------------------------------------ dask-jobqueue's API
 
