@@ -306,8 +306,8 @@ sys.exit(1)
 
 @pytest.mark.timeout(150)
 def test_outsider_without_credentials_is_refused(tmp_path, tag: str) -> None:
-    """An outsider on node3 reaches the scheduler on node1 but cannot use it; the job's own
-    credentials (the 0600 scheduler file) can."""
+    """An outsider on node3 reaches the scheduler on node1 but cannot use it; the job's user
+    can, from node3 too, with a plain Client(scheduler_file=F)."""
     sched = tmp_path / "sched.json"
     env = mn_env(tag)
     argv = srun(None, "-N3", "--ntasks-per-node=1", "-J", f"dbt-{tag[:8]}", DASK_BATCH,
@@ -334,13 +334,13 @@ def test_outsider_without_credentials_is_refused(tmp_path, tag: str) -> None:
                                 mode], capture_output=True, text=True, timeout=60,
                                env={**env, TAG: "outsider"})
             assert p.returncode == 0 and "REFUSED" in p.stdout, (mode, addr, p.stdout, p.stderr)
-        # the insider, from node3 too
+        # the insider, from node3 too: dask-mpi's pattern unchanged, a plain
+        # Client(scheduler_file=F), over the job's TLS (the credentials in the user's state
+        # directory, which node3 shares)
         insider = (
             "import sys; from distributed import Client\n"
-            "from dask_batch.rendezvous import read_scheduler_file\n"
-            "from dask_batch.security import security_from\n"
-            "c = read_scheduler_file(sys.argv[1])\n"
-            "with Client(c.address, security=security_from(c.creds), timeout=10) as cl:\n"
+            "with Client(scheduler_file=sys.argv[1], timeout=10) as cl:\n"
+            "    assert cl.scheduler.address.startswith('tls://'), cl.scheduler.address\n"
             "    cl.wait_for_workers(2, timeout=30)\n"
             "    print('SUM', cl.submit(sum, range(10)).result())\n"
             "    cl.shutdown()\n"
