@@ -316,6 +316,74 @@ def test_sge_scale_compute_scale_down_close(tmp_path, monkeypatch):
             subprocess.run(["qdel", job], env=env, capture_output=True, timeout=30)
 
 
+def _sge_cluster(tmp_path, monkeypatch, **kw):
+    require(sge_up(), "the Grid Engine of ci/clusters is not running")
+    from dask_batch import BatchCluster
+
+    env = sge_env("probe")
+    for key in ("SGE_ROOT", "SGE_CELL"):
+        monkeypatch.setenv(key, env[key])
+    cluster = BatchCluster(system="sge", cores=1, walltime="00:10:00", queue="all.q",
+                           nanny=False, poll_interval=1, scheduler_options=SCHED,
+                           scheduler_file=str(tmp_path / "c" / "sched.json"), **kw)
+    return cluster, env
+
+
+def _qdel_all(cluster, env) -> None:
+    cluster.close()
+    for job in {r.elements[0].name_id for r in cluster.records}:
+        subprocess.run(["qdel", job], env=env, capture_output=True, timeout=30)
+
+
+@pytest.mark.sge
+@pytest.mark.timeout(200)
+def test_sge_task_ended_by_qdel_is_replaced_and_adapt_shrinks(tmp_path, monkeypatch):
+    """Grid Engine: a task of the array deleted by someone else (as a node failure would end
+    it) is replaced at a fixed size; then adapt() with no work goes to its minimum, 0."""
+    from distributed import Client
+
+    cluster, env = _sge_cluster(tmp_path, monkeypatch)
+    try:
+        cluster.scale(2)
+        with Client(cluster) as client:
+            client.wait_for_workers(2, timeout=120)
+            (job,) = job_ids(cluster)
+            first = set(cluster.observed)
+            subprocess.run(["qdel", f"{job}.1"], env=env, check=True,
+                           capture_output=True, timeout=30)
+            wait_for(lambda: len(cluster.records) == 2, 90, "a replacement job")
+            wait_for(lambda: len(cluster.observed) == 2 and cluster.observed != first, 120,
+                     "the replacement's worker")
+            assert len(cluster.plan) == 2 and not cluster.failures.in_row
+            cluster.adapt(minimum=0, maximum=2, interval="1s", wait_count=2)
+            wait_for(lambda: not cluster.plan and not cluster.observed, 90, "adapt to go to 0")
+            wait_for(lambda: not any(sge_queued(env, j) for j in job_ids(cluster)), 60,
+                     "qstat to show none of the jobs")
+    finally:
+        _qdel_all(cluster, env)
+
+
+@pytest.mark.sge
+@pytest.mark.timeout(150)
+def test_sge_failing_jobs_back_off_then_stop_with_one_warning(tmp_path, monkeypatch, caplog):
+    """A worker job that dies at start on Grid Engine: counted, backed off, stopped with one
+    warning quoting its error file (SGE names it <name>.e<job>.<task>)."""
+    caplog.set_level(logging.INFO, logger="dask_batch.submit.failures")
+    cluster, env = _sge_cluster(tmp_path, monkeypatch, max_failures=2, backoff=1,
+                                job_script_prologue=["exec /nonexistent/setup-env"])
+    try:
+        cluster.scale(1)
+        wait_for(lambda: cluster.failures.stopped, 120, "submission to stop")
+        assert len(cluster.records) == 2, cluster.records
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1, [r.getMessage() for r in warnings]
+        text = warnings[0].getMessage()
+        assert "2 worker jobs in a row ended before their worker joined" in text, text
+        assert "/nonexistent/setup-env" in text, text  # the error file's tail, quoted
+    finally:
+        _qdel_all(cluster, env)
+
+
 @pytest.mark.slurm
 @pytest.mark.timeout(150)
 def test_slurm_job_ended_by_the_batch_system_is_replaced(tmp_path, slurm):
@@ -439,6 +507,37 @@ def test_slurm_refused_submissions_back_off_then_stop(tmp_path, slurm, caplog):
         assert "invalid partition" in warnings[0] and not cluster.records
     finally:
         cluster.close()
+
+
+@pytest.mark.timeout(90)
+def test_scale_down_retires_the_worker_before_cancelling_its_job(tmp_path, monkeypatch, tag):
+    """scale(1) of two workers, each holding data no one can recompute (scattered): the one
+    that goes hands its data over first, so both results are still there."""
+    from distributed import Client
+    from helpers import fake_env, kill_fake_jobs
+
+    from dask_batch import BatchCluster
+
+    env = fake_env("pbs", tmp_path)
+    for key, value in {**env, "DASK_BATCH_TEST_TAG": tag}.items():
+        monkeypatch.setenv(key, value)
+    cluster = BatchCluster(system="pbs", walltime="00:30:00", memory="1GiB", nanny=False,
+                           poll_interval=1, scheduler_options=SCHED,
+                           scheduler_file=str(tmp_path / "c" / "sched.json"))
+    try:
+        cluster.scale(2)
+        with Client(cluster) as client:
+            client.wait_for_workers(2, timeout=45)
+            held = {w: client.scatter(f"only on {w}", workers=[w], broadcast=False)
+                    for w in client.scheduler_info()["workers"]}
+            cluster.scale(1)
+            wait_for(lambda: len(client.scheduler_info()["workers"]) == 1, 30, "one worker")
+            wait_for(lambda: cluster.job_counts().get("running") == 1, 30, "one running job")
+            assert client.gather(list(held.values()), errors="raise") == \
+                [f"only on {w}" for w in held]
+    finally:
+        cluster.close()
+        kill_fake_jobs(env)
 
 
 @pytest.mark.timeout(60)

@@ -340,7 +340,7 @@ def test_outsider_without_credentials_is_refused(tmp_path, tag: str) -> None:
         insider = (
             "import sys; from distributed import Client\n"
             "with Client(scheduler_file=sys.argv[1], timeout=10) as cl:\n"
-            "    assert cl.scheduler.address.startswith('tls://'), cl.scheduler.address\n"
+            "    assert 'tls://' in cl.scheduler.address, cl.scheduler.address\n"
             "    cl.wait_for_workers(2, timeout=30)\n"
             "    print('SUM', cl.submit(sum, range(10)).result())\n"
             "    cl.shutdown()\n"
