@@ -10,7 +10,6 @@ imported; its defaults are copied in ``DEFAULTS``.
 from __future__ import annotations
 
 import contextlib
-import functools
 import re
 import warnings
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import dask.config
 
 from ..cluster import BatchCluster
+from .config import DEFAULTS, Config
 from .keywords import directive_keywords, worker_extra_args
 
 # class name -> (system, config name, the class's own keywords besides the common ones)
@@ -38,11 +38,6 @@ SYSTEMS: dict[str, tuple[str, str, tuple[str, ...]]] = {
                                   "cancel_command_extra")),
 }
 
-# dask-jobqueue's defaults (its jobqueue.yaml), used when jobqueue.<system>.<key> is unset
-DEFAULTS: dict[str, Any] = {
-    "name": "dask-worker", "death-timeout": 60, "shebang": "#!/usr/bin/env bash",
-    "walltime": "00:30:00", "worker-command": "distributed.cli.dask_worker",
-}
 # the shebangs that mean what ours do (HTCondor's: a submit description, as ours)
 _SHEBANGS = ("#!/usr/bin/env bash", "#!/usr/bin/env condor_submit")
 
@@ -145,7 +140,7 @@ class JobQueueCluster(BatchCluster):
                   config_name: str | None = None, **job_kwargs: Any) -> dict[str, Any]:
         """dask-jobqueue's keywords as BatchCluster's (``directory``: the shared folder)."""
         _refuse(job_cls=job_cls, scheduler_cls=_not_default_scheduler(scheduler_cls))
-        cfg = _Config(config_name or cls.config_name or str(cls.system_name))
+        cfg = Config(config_name or cls.config_name or str(cls.system_name))
         options = cls._scheduler_kwargs(cfg, scheduler_options, dashboard_address, host,
                                         interface, protocol)
         spec = cls._job_spec(cfg, interface=interface, **job_kwargs)
@@ -154,7 +149,7 @@ class JobQueueCluster(BatchCluster):
                 **spec}
 
     @staticmethod
-    def _scheduler_kwargs(cfg: _Config, options: dict | None, dashboard_address: str | None,
+    def _scheduler_kwargs(cfg: Config, options: dict | None, dashboard_address: str | None,
                           host: str | None, interface: str | None,
                           protocol: str | None) -> dict[str, Any]:
         """As dask-jobqueue: the keywords over ``scheduler_options`` over the config."""
@@ -169,7 +164,7 @@ class JobQueueCluster(BatchCluster):
         return out
 
     @classmethod
-    def _job_spec(cls, cfg: _Config, **kw: Any) -> dict[str, Any]:
+    def _job_spec(cls, cfg: Config, **kw: Any) -> dict[str, Any]:
         allowed = set(COMMON) | set(cls.own_keywords)
         unknown = sorted(set(kw) - allowed - {"interface"})
         if unknown:
@@ -302,48 +297,7 @@ class JobQueueCluster(BatchCluster):
         return self.worker_spec
 
 
-# dask-jobqueue keyword -> the batch.submit key that means the same
-_BATCH_KEYS = {"cores": "cores", "memory": "memory", "processes": "processes",
-               "queue": "queue", "account": "account", "walltime": "walltime",
-               "job_name": "job-name", "job_script_prologue": "prologue",
-               "job_extra_directives": "extra-directives",
-               "job_directives_skip": "skip-directives", "local_directory": "local-directory",
-               "log_directory": "log-directory", "interface": "interface", "nanny": "nanny",
-               "death_timeout": "death-timeout", "python": "python", "shebang": "shebang"}
-
-
-class _Config:
-    """A keyword's configured value: ``batch.submit.<key>`` where the user set it (it differs
-    from dask-batch's packaged default), else ``jobqueue.<name>.<key>`` (a site's
-    jobqueue.yaml), else dask-jobqueue's default."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def get(self, key: str) -> Any:
-        batch_key = _BATCH_KEYS.get(key)
-        if batch_key is not None:
-            value = dask.config.get(f"batch.submit.{batch_key}", default=None)
-            if value != _packaged_submit_defaults().get(batch_key):
-                return value
-        dashed = key.replace("_", "-")
-        if key == "job_name":
-            dashed = "name"
-        return dask.config.get(f"jobqueue.{self.name}.{dashed}",
-                               default=DEFAULTS.get(dashed))
-
-
-@functools.cache
-def _packaged_submit_defaults() -> dict[str, Any]:
-    import yaml
-
-    from ..settings import DEFAULTS_FILE
-
-    with open(DEFAULTS_FILE) as f:
-        return dict(yaml.safe_load(f)["batch"]["submit"])
-
-
-def _deprecated(kw: dict[str, Any], cfg: _Config) -> dict[str, Any]:
+def _deprecated(kw: dict[str, Any], cfg: Config) -> dict[str, Any]:
     """dask-jobqueue's old spellings: its warning, and the new one wins when both are set."""
     out = dict(kw)
     for old, (new, message) in DEPRECATED.items():
