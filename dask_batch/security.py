@@ -59,9 +59,11 @@ def security_from(creds: dict[str, str] | None) -> Security:
 
     if not creds:
         return Security()
+    from .tls_contexts import JobSecurity  # one SSL context per role, not per connection
+
     roles = ("client", "scheduler", "worker")
     kwargs = {f"tls_{r}_{part}": creds[part] for r in roles for part in ("cert", "key")}
-    return Security(require_encryption=True, tls_ca_file=creds["ca"], **kwargs)
+    return JobSecurity(require_encryption=True, tls_ca_file=creds["ca"], **kwargs)
 
 
 def config_for(creds: dict[str, str] | None) -> dict:

@@ -47,3 +47,21 @@ def test_mutual_tls_accepts_the_job_and_refuses_another_jobs_credentials():
             return ok, refused
 
     assert asyncio.run(main()) == (True, True)
+
+
+def test_one_ssl_context_per_role_and_purpose_per_process():
+    """security_from() contexts are made once (not per connection), one per role and
+    purpose and job; the object pickles like distributed's Security and still connects."""
+    import pickle
+
+    creds = make_credentials()
+    sec = security_from(creds)
+    a = sec.get_connection_args("worker")["ssl_context"]
+    assert sec.get_connection_args("worker")["ssl_context"] is a
+    assert security_from(creds).get_connection_args("worker")["ssl_context"] is a
+    assert sec.get_listen_args("worker")["ssl_context"] is not a  # the server's purpose
+    assert security_from(make_credentials()).get_connection_args("worker")["ssl_context"] \
+        is not a  # another job's credentials
+    copy = pickle.loads(pickle.dumps(sec))
+    assert type(copy) is type(sec) and copy.tls_worker_cert == sec.tls_worker_cert
+    assert copy.get_connection_args("worker")["ssl_context"] is a
