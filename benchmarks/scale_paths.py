@@ -94,7 +94,7 @@ async def drive(address: str, creds_file: str, what: str, first: int, k: int) ->
     from dask_batch.security import security_from
 
     security = security_from(json.loads(Path(creds_file).read_text()))
-    report.configure("warning")
+    report.configure("critical")  # thousands of members closing at once: not news here
     print("READY", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     gate = asyncio.Semaphore(64)  # as many handshakes at once as a node's ranks would start
@@ -115,9 +115,11 @@ async def drive(address: str, creds_file: str, what: str, first: int, k: int) ->
     if what == "links":  # served until the release has reached every link
         while not all(link.released for link in started):
             await asyncio.sleep(0.005)
+        await asyncio.gather(*(link.comm.close() for link in started), return_exceptions=True)
     else:
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-        await asyncio.gather(*(w.close(reason="bench done") for w in started))
+        await asyncio.gather(*(w.close(reason="bench done") for w in started),
+                             return_exceptions=True)
 
 
 def wait_file(path: str, k: int, stats: list[int]) -> None:
@@ -188,8 +190,10 @@ def _release(address: str, creds: dict, n: int) -> float:
 def one_run(what: str, k: int, drivers: int, tmp: Path, creds: dict) -> dict:
     creds_file = tmp / "creds.json"
     ready = tmp / f"ready-{what}-{k}"
+    ready.unlink(missing_ok=True)  # an earlier repetition's scheduler address
     sched = subprocess.Popen([h.PY, str(HERE), "--serve", str(creds_file), str(ready)],
                              env=h.clean_env())
+    ps: list[subprocess.Popen] = []
     try:
         while not ready.exists():
             time.sleep(0.01)
@@ -203,7 +207,11 @@ def one_run(what: str, k: int, drivers: int, tmp: Path, creds: dict) -> dict:
             p.stdin.write("GO\n")
             p.stdin.flush()
         index = 0 if what == "links" else 1
+        deadline = time.monotonic() + 300
         while _counts(address, creds)[index] < k:
+            dead = [p.returncode for p in ps if p.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} K={k}: drivers ended {dead} before all joined")
             time.sleep(0.02)
         joined = time.perf_counter() - t0
         row = {"path": what if what == "links" else f"register-{what}", "members": k,
@@ -216,17 +224,20 @@ def one_run(what: str, k: int, drivers: int, tmp: Path, creds: dict) -> dict:
                 p.stdin.write("END\n")
                 p.stdin.flush()
         for p in ps:
-            p.wait(120)
+            p.wait(300)
         return row
     finally:
-        sched.terminate()
-        sched.wait(30)
+        for p in [*ps, sched]:
+            if p.poll() is None:
+                p.kill()
+            p.wait(30)
 
 
 def file_run(k: int, drivers: int, tmp: Path) -> dict:
     from dask_batch.rendezvous import Contact, write_scheduler_file
 
     path = tmp / f"sched-{k}.json"
+    path.unlink(missing_ok=True)
     per = [k // drivers + (i < k % drivers) for i in range(drivers)]
     ps = [subprocess.Popen([h.PY, str(HERE), "--wait-file", str(path), str(n)],
                            stdout=subprocess.PIPE, text=True, env=h.clean_env()) for n in per]
@@ -294,6 +305,7 @@ def main() -> None:
                     row["rep"] = rep
                     rows.append(row)
                     print(json.dumps(row), flush=True)
+                    h.write_csv(a.out, rows)  # as it goes: a later failure keeps these
     h.write_csv(a.out, rows)
     h.write_machine(Path(a.out).with_name("scale-paths-machine.json"), m)
     keys = sorted({(r["path"], r["members"]) for r in rows})

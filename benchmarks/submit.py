@@ -128,9 +128,16 @@ def _theirs(directory: str):
         scheduler_options={"host": "127.0.0.1", "dashboard_address": ":0"})
 
 
+_PROBING = [False]  # the benchmark's own squeue, not counted as the tool's
+
+
 def _queued(name: str) -> int:
-    out = subprocess.run(["squeue", "-h", "-r", "-n", name, "-o", "%i %T"], capture_output=True,
-                         text=True, timeout=30).stdout
+    _PROBING[0] = True
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-n", name, "-o", "%i %T"],
+                             capture_output=True, text=True, timeout=30).stdout
+    finally:
+        _PROBING[0] = False
     return sum(1 for ln in out.splitlines() if ln.split()[1:] != ["COMPLETING"])
 
 
@@ -159,14 +166,15 @@ def cluster_bench(n: int, directory: str) -> list[dict]:
     rows = []
     for label, make, name in (("dask_batch.BatchCluster", _ours, "dask-worker"),
                               ("dask_jobqueue.SLURMCluster", _theirs, "dask-worker")):
-        calls = [0]
+        calls = {"sbatch": 0, "squeue": 0, "scancel": 0}
         real = subprocess.Popen.__init__
 
         def counting(self, args, *a, _real=real, _calls=calls, **k):
-            if isinstance(args, (list, tuple)) and args and str(args[0]).endswith("sbatch"):
-                _calls[0] += 1
-            elif isinstance(args, str) and args.lstrip().startswith("sbatch"):
-                _calls[0] += 1
+            word = args.split()[0] if isinstance(args, str) and args.strip() else (
+                str(args[0]) if isinstance(args, (list, tuple)) and args else "")
+            command = os.path.basename(word)
+            if command in _calls and not _PROBING[0]:
+                _calls[command] += 1
             _real(self, args, *a, **k)
 
         subprocess.Popen.__init__ = counting  # both tools run sbatch as a subprocess
@@ -186,7 +194,9 @@ def cluster_bench(n: int, directory: str) -> list[dict]:
         finally:
             subprocess.Popen.__init__ = real
         rows.append({"cluster": label, "workers": n, "all_joined_s": round(joined, 2),
-                     "sbatch_calls": calls[0], "scale_to_0_queue_empty_s": round(gone, 2),
+                     "sbatch_calls": calls["sbatch"], "squeue_calls": calls["squeue"],
+                     "scancel_calls": calls["scancel"],
+                     "scale_to_0_queue_empty_s": round(gone, 2),
                      "per_worker_ms": round(joined / n * 1e3, 1),
                      "adapt_to_n_joined_s": round(adapted, 2)})
         print(rows[-1], flush=True)
