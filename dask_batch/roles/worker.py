@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -209,6 +210,10 @@ def _choose_start_method(method: str) -> None:
         _spawn_safely()
     else:
         os.register_at_fork(after_in_child=_forget_rank_signals)
+        # what the rank has made so far leaves the collector's care: the forked worker's
+        # collections then do not write to (and so copy) the pages it shares with the rank;
+        # 12 ranks on 2 cores: the nanny's cost over no nanny +11 % -> +4 % (benchmarks.md)
+        gc.freeze()
 
 
 def _forget_rank_signals() -> None:
