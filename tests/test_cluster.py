@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -141,6 +142,10 @@ def test_tls_by_default_credentials_only_in_the_0600_file(tmp_path, kwargs, sche
         assert "PRIVATE KEY" not in cluster.job_script()
         with Client(cluster, timeout=20) as client:  # the cluster hands the client its keys
             assert client.scheduler_info()["address"] == cluster.scheduler_address
+            port = client.scheduler_info()["services"]["dashboard"]
+        # the dashboard link a notebook shows: the scheduler's own dashboard port
+        assert re.fullmatch(rf"http://127\.0\.0\.1:{port}/status", cluster.dashboard_link), \
+            cluster.dashboard_link
     assert not os.path.exists(cluster.scheduler_file)
 
 
@@ -537,6 +542,44 @@ def test_scale_down_retires_the_worker_before_cancelling_its_job(tmp_path, monke
                 [f"only on {w}" for w in held]
     finally:
         cluster.close()
+        kill_fake_jobs(env)
+
+
+CRASHING_NOTEBOOK = """
+import os
+from dask_batch import BatchCluster
+
+cluster = BatchCluster(system="pbs", walltime="00:30:00", memory="1GiB", nanny=False,
+                       scheduler_options={"host": "127.0.0.1", "dashboard_address": ":0"})
+cluster.scale(jobs=2)
+print("SENT", len(cluster.records[0].elements), flush=True)
+os._exit(9)  # the kernel is killed: no close(), no atexit
+"""
+
+
+@pytest.mark.timeout(90)
+def test_jobs_of_a_notebook_that_died_are_found_by_status_and_cancel(tmp_path, tag):
+    """A notebook killed without close() leaves its jobs queued: in the same folder,
+    `dask-batch status` finds the cluster's folder and lists them, `dask-batch cancel`
+    cancels them (no --scheduler-file needed)."""
+    from helpers import fake_calls, fake_env, kill_fake_jobs
+
+    env = {**os.environ, **fake_env("pbs", tmp_path), "DASK_BATCH_TEST_TAG": tag}
+    work = tmp_path / "notebooks"
+    work.mkdir()
+    try:
+        p = subprocess.run([sys.executable, "-c", CRASHING_NOTEBOOK], cwd=work, env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert "SENT 2" in p.stdout and p.returncode == 9, p.stdout + p.stderr
+        dask_batch = [str(BIN / "dask-batch")]
+        st = subprocess.run([*dask_batch, "status"], cwd=work, env=env, capture_output=True,
+                            text=True, timeout=60)
+        assert st.returncode == 0 and st.stdout.startswith("2 add-on job(s)"), st
+        cn = subprocess.run([*dask_batch, "cancel"], cwd=work, env=env, capture_output=True,
+                            text=True, timeout=60)
+        assert cn.returncode == 0 and "cancelled 2" in cn.stdout, cn
+        assert [c[0] for c in fake_calls(env)].count("qdel") >= 1, fake_calls(env)
+    finally:
         kill_fake_jobs(env)
 
 

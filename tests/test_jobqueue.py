@@ -140,25 +140,30 @@ def test_batch_settings_win_over_jobqueue_config_where_both_are_set():
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.parametrize("name", CLASSES)
 @pytest.mark.parametrize("old, new", [("job_extra", "job_extra_directives"),
                                       ("env_extra", "job_script_prologue"),
                                       ("header_skip", "job_directives_skip")])
-def test_deprecated_spellings_warn_as_dask_jobqueue_does(old, new):
-    from dask_jobqueue.slurm import SLURMJob
+def test_deprecated_spellings_warn_as_dask_jobqueue_does(name, old, new):
+    from dask_batch import jobqueue
 
-    from dask_batch.jobqueue import SLURMCluster
-
+    theirs_cls = getattr(dask_jobqueue, name).job_cls
+    ours_cls = getattr(jobqueue, name)
+    own = {"HTCondorCluster": {"disk": "1GB"}}.get(name, {})
+    # HTCondor's skip list names keys of its submit description
+    value = ["batch_name"] if (name, old) == ("HTCondorCluster", "header_skip") else ["-x"]
     with pytest.warns(FutureWarning) as theirs:
-        SLURMJob(cores=1, memory="1GB", **{old: ["-x"]})
+        theirs_cls(cores=1, memory="1GB", **own, **{old: value})
     with pytest.warns(FutureWarning) as ours:
-        got = SLURMCluster.translate(cores=1, memory="1GB", **{old: ["-x"]})
-    assert [str(w.message) for w in ours] == [str(w.message) for w in theirs
-                                              if old in str(w.message)]
+        got = ours_cls.translate(cores=1, memory="1GB", **own, **{old: value})
+    assert [str(w.message) for w in ours if old in str(w.message)] == \
+        [str(w.message) for w in theirs if old in str(w.message)]
     key = {"job_extra_directives": "extra_directives", "job_script_prologue": "prologue",
            "job_directives_skip": "skip_directives"}[new]
-    assert "-x" in got[key]
-    with pytest.warns(FutureWarning, match="project has been renamed to account"):
-        assert SLURMCluster.translate(cores=1, memory="1GB", project="p")["account"] == "p"
+    assert value[0] in got[key], got[key]
+    if "account" in ours_cls.own_keywords:  # Slurm, PBS, Moab: project is account's old name
+        with pytest.warns(FutureWarning, match="project has been renamed to account"):
+            assert ours_cls.translate(cores=1, memory="1GB", project="p")["account"] == "p"
 
 
 # ------------------------------------------------------------ (b) the same directives

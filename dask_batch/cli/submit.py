@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import glob
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -113,10 +114,16 @@ def _scheduler_file(path: str | None, must_exist: bool = True) -> str:
     import dask.config
 
     path = path or dask.config.get("batch.scheduler-file", default=None)
-    if not path:  # status/cancel: the one cluster whose state file is here
-        found = glob.glob("*.addon.json")
+    if not path:  # status/cancel: the one cluster whose state file is here (a BatchCluster's
+        # folder too: a notebook that died without close() left its jobs there)
+        base = dask.config.get("batch.cluster.directory", default=None) or "."
+        found = sorted({*glob.glob("*.addon.json"),
+                        *glob.glob(os.path.join(base, "dask-batch-*", "*.addon.json"))})
         if len(found) == 1:
             return found[0][: -len(".addon.json")] + ".json"
+        if found:
+            listed = ", ".join(f[: -len(".addon.json")] + ".json" for f in found)
+            raise BadInput(f"several clusters here ({listed}): pick one with --scheduler-file")
         raise BadInput("no --scheduler-file (and batch.scheduler-file is not set)")
     if must_exist:
         from ..rendezvous import read_scheduler_file
