@@ -320,6 +320,70 @@ def test_worker_extra_args_become_spec_keys_and_worker_options():
         SLURMCluster.translate(cores=1, memory="1GiB", worker_extra_args=["--lifetime"])
 
 
+def test_port_flags_give_each_worker_process_its_port():
+    """--worker-port/--nanny-port as dask-worker takes them: a port, or a range with a port
+    for each worker process of the job; a worker without a nanny listens on the worker port."""
+    from dask_batch.submit.worker import _ports
+
+    assert _ports({"worker_port": "9000:9001", "nanny_port": "9100:9101"}, 2, True) == [
+        {"worker_port": 9000, "port": 9100}, {"worker_port": 9001, "port": 9101}]
+    kwargs = {"worker_port": "9000", "nanny_port": "9100", "host": "h"}
+    assert _ports(kwargs, 1, False) == [{"port": 9000}] and kwargs == {"host": "h"}
+    assert _ports({"worker_port": "0"}, 3, True) == [{"worker_port": 0}] * 3
+    assert _ports({}, 2, True) == [{}, {}]
+    with pytest.raises(ValueError, match="2 worker processes need a range of 2 ports"):
+        _ports({"worker_port": "9000"}, 2, False)
+    from dask_batch.jobqueue import SLURMCluster
+
+    got = SLURMCluster.translate(cores=2, memory="2GiB", worker_extra_args=[
+        "--worker-port", "9000:9001", "--nanny-port=9100:9101", "--host", "10.0.0.5",
+        "--contact-address", "tcp://10.0.0.5:9000"])
+    assert got["worker_options"] == {"worker_port": "9000:9001", "nanny_port": "9100:9101",
+                                     "host": "10.0.0.5",
+                                     "contact_address": "tcp://10.0.0.5:9000"}
+    with pytest.raises(TypeError, match="--worker-port takes a port or a range"):
+        SLURMCluster.translate(cores=1, memory="1GiB", worker_extra_args=["--worker-port", "x"])
+
+
+@pytest.mark.timeout(90)
+def test_worker_ports_and_host_reach_the_workers_on_the_strict_fake(tmp_path, monkeypatch,
+                                                                   tag):
+    """PBSCluster with dask-worker's --worker-port range and --host: one job of two worker
+    processes listens on the two ports given, on the host given."""
+    import socket
+
+    from distributed import Client
+    from helpers import fake_env, kill_fake_jobs
+
+    from dask_batch.jobqueue import PBSCluster
+
+    for _ in range(20):  # two free ports in a row
+        with socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            try:
+                b.bind(("127.0.0.1", port + 1))
+                break
+            except OSError:
+                continue
+    env = fake_env("pbs", tmp_path)
+    for key, value in {**env, "DASK_BATCH_TEST_TAG": tag}.items():
+        monkeypatch.setenv(key, value)
+    cluster = PBSCluster(cores=2, memory="2GiB", processes=2, nanny=False, walltime="00:30:00",
+                         scheduler_options=SCHED, shared_temp_directory=str(tmp_path / "c"),
+                         worker_extra_args=["--worker-port", f"{port}:{port + 1}",
+                                            "--host", "127.0.0.1"])
+    try:
+        cluster.scale(jobs=1)
+        with Client(cluster) as client:
+            client.wait_for_workers(2, timeout=45)
+            addresses = sorted(client.scheduler_info()["workers"])
+        assert addresses == [f"tls://127.0.0.1:{port}", f"tls://127.0.0.1:{port + 1}"]
+    finally:
+        cluster.close()
+        kill_fake_jobs(env)
+
+
 @pytest.mark.timeout(60)
 def test_a_bash_shebang_is_kept_and_other_shells_refused(tmp_path):
     from dask_batch.jobqueue import PBSCluster

@@ -34,6 +34,11 @@ WORKER_FLAGS: dict[str, tuple[str, bool]] = {
     "--no-nanny": ("nanny", False),
     "--preload": ("option:preload", True),
     "--dashboard-address": ("option:dashboard_address", True),
+    # where the job's servers listen: ports (or ranges, one port a worker process) and host
+    "--worker-port": ("option:worker_port", True),
+    "--nanny-port": ("option:nanny_port", True),
+    "--host": ("option:host", True),
+    "--contact-address": ("option:contact_address", True),
     "--dashboard": ("option:dashboard", False),
     "--no-dashboard": ("option:dashboard", False),
 }
@@ -62,6 +67,10 @@ def worker_extra_args(args: list[str] | tuple[str, ...] | str,
         value: Any = inline if takes_value else flag not in _OFF
         if target == "resources":
             value = _resources(value)
+        elif target in ("option:worker_port", "option:nanny_port") and not all(
+                p.isdigit() for p in str(value).split(":", 1)):
+            raise TypeError(f"{keyword}: {flag} takes a port or a range such as 8000:8010, "
+                            f"not {value!r}")
         if target.startswith("option:"):
             key = target.removeprefix("option:")
             options[key] = [*options.get(key, []), value] if key == "preload" else value

@@ -79,7 +79,8 @@ async def serve(args: argparse.Namespace, name: str) -> int:
         kwargs["protocol"] = args.protocol
     kwargs.update(json.loads(args.worker_options) if args.worker_options else {})
     cls = Nanny if args.nanny else Worker
-    servers = [cls(contact.address, name=n, **kwargs) for n in names]
+    servers = [cls(contact.address, name=n, **kwargs, **ports)
+               for n, ports in zip(names, _ports(kwargs, len(names), args.nanny), strict=True)]
 
     loop = asyncio.get_running_loop()
     stopping: list[int] = []
@@ -102,6 +103,26 @@ async def serve(args: argparse.Namespace, name: str) -> int:
     return 128 + stopping[0] if stopping else 0
 
 
+def _ports(kwargs: dict[str, Any], n: int, nanny: bool) -> list[dict[str, Any]]:
+    """dask-worker's ``--worker-port``/``--nanny-port`` (a port, or a range ``8000:8010`` that
+    gives each of ``n`` worker processes its own) as each server's keywords: a nanny listens
+    on the nanny port and starts its worker on the worker port; a worker alone listens on the
+    worker port. Taken out of ``kwargs``."""
+    worker, nanny_port = kwargs.pop("worker_port", None), kwargs.pop("nanny_port", None)
+    out: list[dict[str, Any]] = [{} for _ in range(n)]
+    for text, key in ((worker, "worker_port" if nanny else "port"),
+                      (nanny_port if nanny else None, "port")):
+        if text is None:
+            continue
+        first, _, last = str(text).partition(":")
+        ports = list(range(int(first), int(last or first) + 1))
+        if len(ports) < n and ports != [0]:
+            raise ValueError(f"port {text}: {n} worker processes need a range of {n} ports")
+        for i in range(n):
+            out[i][key] = ports[0] if ports == [0] else ports[i]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     name = worker_name(args)
@@ -111,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         code = asyncio.run(serve(args, name))
-    except BatchError as e:  # no or unsafe scheduler file: one line, no traceback
+    except (BatchError, ValueError) as e:  # no or unsafe scheduler file, too few ports: one
+        # line, no traceback
         report.error(e)
         code = 2
     if args.exit_code_dir:
