@@ -53,7 +53,8 @@ class BatchCluster(JobCluster):
         False (or ``insecure=True``): plain TCP
     scheduler_file : where the jobs find the scheduler (default: a new folder in
         ``batch.cluster.directory``, which must be on a filesystem the nodes see)
-    pool, pools_file : a named pool of ``batch.pools`` as the job spec's base
+    pool, pools_file, pools : the job spec's base: the pool named ``pool`` of ``batch.pools``,
+        of a YAML file ``pools_file``, or of ``pools`` ({name: job spec keys}) given here
     max_failures, backoff : see ``batch.cluster.*``
     silence_logs : level of distributed's log lines shown while the cluster runs (False: all)
     **spec : job spec keys of ``dask_batch.submit`` (walltime, cores, memory, processes,
@@ -72,7 +73,8 @@ class BatchCluster(JobCluster):
     def __init__(self, system: str | None = None, *, scheduler_options: dict | None = None,
                  security: bool | None = None, insecure: bool = False,
                  scheduler_file: str | None = None, pool: str | None = None,
-                 pools_file: str | None = None, poll_interval: float | None = None,
+                 pools_file: str | None = None, pools: dict | None = None,
+                 poll_interval: float | None = None,
                  timeout: float | None = None, max_failures: int | None = None,
                  backoff: float | None = None, silence_logs: str | bool = "warning",
                  asynchronous: bool = False, loop: Any = None, **spec: Any):
@@ -80,7 +82,11 @@ class BatchCluster(JobCluster):
         from .submit.base import detect_system, get_system
         from .submit.spec import resolve_spec
 
-        job_spec = resolve_spec(pool=pool, pools_file=pools_file, **_spec_keys(spec))
+        if pools and pool is None:
+            raise ValueError(f"pools= given without pool=: name the pool of these jobs "
+                             f"({', '.join(sorted(pools))})")
+        job_spec = resolve_spec(pool=pool, pools_file=pools_file, pools=pools,
+                                **_spec_keys(spec))
         batch = get_system(system or dask.config.get("batch.submit.system") or detect_system())
         secure = _secure(security, insecure)
         self.creds = make_credentials() if secure else None

@@ -170,9 +170,11 @@ def load_pools(path: str | None = None) -> dict[str, dict[str, Any]]:
 
 
 def resolve_spec(
-    pool: str | None = None, pools_file: str | None = None, **options: Any
+    pool: str | None = None, pools_file: str | None = None,
+    pools: dict[str, dict[str, Any]] | None = None, **options: Any
 ) -> JobSpec:
-    """Merge ``batch.submit`` < pool < ``options`` (None values ignored) into a JobSpec."""
+    """Merge ``batch.submit`` < pool < ``options`` (None values ignored) into a JobSpec; the
+    pool is one of ``batch.pools``, ``pools_file`` and ``pools`` (given here, winning)."""
     check_keys(options, "the arguments")
     merged: dict[str, Any] = {}
     defaults = dict(dask.config.get("batch.submit", default={}) or {})
@@ -180,7 +182,7 @@ def resolve_spec(
         if _norm(k) in KEYS:
             merged[_norm(k)] = v
     if pool is not None:
-        pools = load_pools(pools_file)
+        pools = {**load_pools(pools_file), **(pools or {})}
         if pool not in pools:
             known = ", ".join(sorted(pools)) or "none defined"
             raise SpecError(f"unknown pool {pool!r} (pools: {known})")
