@@ -166,6 +166,24 @@ def test_scale_by_jobs_cores_or_memory_counts_workers(tmp_path):
 
 
 @pytest.mark.timeout(60)
+def test_pools_given_inline_name_the_jobs_base(tmp_path):
+    """pools= is the inline form of a pools file; pool= picks the one these jobs use, and the
+    cluster's own keywords still win over it."""
+    from dask_batch import BatchCluster
+
+    pools = {"bigmem": {"memory": "64GiB", "cores": 8, "queue": "bigmem"},
+             "gpu": {"gpus": 1, "cores": 4, "memory": "32GiB"}}
+    with BatchCluster(system="slurm", walltime="1:00:00", pools=pools, pool="bigmem",
+                      processes=2, scheduler_options=SCHED,
+                      scheduler_file=str(tmp_path / "c" / "s.json")) as cluster:
+        script = cluster.job_script()
+        assert "#SBATCH --partition=bigmem" in script and "#SBATCH --mem=65536M" in script
+        assert "#SBATCH --cpus-per-task=8" in script and "--processes 2" in script, script
+    with pytest.raises(ValueError, match="pools= given without pool=: .*bigmem, gpu"):
+        BatchCluster(system="slurm", walltime="1:00:00", pools=pools)
+
+
+@pytest.mark.timeout(60)
 def test_default_folder_in_batch_cluster_directory_removed_at_close(tmp_path):
     import dask.config
 
@@ -287,40 +305,6 @@ def test_slurm_python_wrapper_with_spaces(tmp_path, slurm):
         scancel(job_ids(cluster))
 
 
-@pytest.mark.sge
-@pytest.mark.timeout(200)
-def test_sge_scale_compute_scale_down_close(tmp_path, monkeypatch):
-    require(sge_up(), "the Grid Engine of ci/clusters is not running")
-    from distributed import Client
-
-    from dask_batch import BatchCluster
-
-    env = sge_env("probe")
-    for key in ("SGE_ROOT", "SGE_CELL"):
-        monkeypatch.setenv(key, env[key])
-
-    cluster = BatchCluster(system="sge", cores=1, walltime="00:10:00", queue="all.q",
-                           nanny=False, poll_interval=1, scheduler_options=SCHED,
-                           scheduler_file=str(tmp_path / "c" / "sched.json"))
-    try:
-        assert cluster.scheduler_address.startswith("tls://")
-        assert "#$ -q all.q" in cluster.job_script()
-        cluster.scale(2)
-        (job,) = job_ids(cluster)
-        with Client(cluster) as client:
-            client.wait_for_workers(2, timeout=120)
-            assert client.submit(lambda: 6 * 7).result(30) == 42
-            cluster.scale(1)
-            wait_for(lambda: len(sge_queued(env, job)) == 1, 60, "one SGE job to be cancelled")
-            wait_for(lambda: len(client.scheduler_info()["workers"]) == 1, 30, "one worker")
-        cluster.close()
-        wait_for(lambda: not sge_queued(env, job), 60, "close() to cancel the last SGE job")
-    finally:
-        cluster.close()
-        for job in job_ids(cluster):
-            subprocess.run(["qdel", job], env=env, capture_output=True, timeout=30)
-
-
 def _sge_cluster(tmp_path, monkeypatch, **kw):
     require(sge_up(), "the Grid Engine of ci/clusters is not running")
     from dask_batch import BatchCluster
@@ -338,6 +322,29 @@ def _qdel_all(cluster, env) -> None:
     cluster.close()
     for job in {r.elements[0].name_id for r in cluster.records}:
         subprocess.run(["qdel", job], env=env, capture_output=True, timeout=30)
+
+
+@pytest.mark.sge
+@pytest.mark.timeout(200)
+def test_sge_scale_compute_scale_down_close(tmp_path, monkeypatch):
+    from distributed import Client
+
+    cluster, env = _sge_cluster(tmp_path, monkeypatch)
+    try:
+        assert cluster.scheduler_address.startswith("tls://")
+        assert "#$ -q all.q" in cluster.job_script()
+        cluster.scale(2)
+        (job,) = job_ids(cluster)
+        with Client(cluster) as client:
+            client.wait_for_workers(2, timeout=120)
+            assert client.submit(lambda: 6 * 7).result(30) == 42
+            cluster.scale(1)
+            wait_for(lambda: len(sge_queued(env, job)) == 1, 60, "one SGE job to be cancelled")
+            wait_for(lambda: len(client.scheduler_info()["workers"]) == 1, 30, "one worker")
+        cluster.close()
+        wait_for(lambda: not sge_queued(env, job), 60, "close() to cancel the last SGE job")
+    finally:
+        _qdel_all(cluster, env)
 
 
 @pytest.mark.sge
@@ -364,6 +371,16 @@ def test_sge_task_ended_by_qdel_is_replaced_and_adapt_shrinks(tmp_path, monkeypa
             wait_for(lambda: not cluster.plan and not cluster.observed, 90, "adapt to go to 0")
             wait_for(lambda: not any(sge_queued(env, j) for j in job_ids(cluster)), 60,
                      "qstat to show none of the jobs")
+    finally:
+        _qdel_all(cluster, env)
+
+
+@pytest.mark.sge
+@pytest.mark.timeout(200)
+def test_sge_adapt_grows_for_work_and_shrinks_back(tmp_path, monkeypatch):
+    cluster, env = _sge_cluster(tmp_path, monkeypatch)
+    try:
+        adapt_grows_and_shrinks(cluster, start_within=120)
     finally:
         _qdel_all(cluster, env)
 
@@ -465,29 +482,35 @@ def test_fake_system_scale_and_close(system, tmp_path, monkeypatch, tag):
 @pytest.mark.slurm
 @pytest.mark.timeout(180)
 def test_slurm_adapt_grows_for_work_and_shrinks_back(tmp_path, slurm):
-    from distributed import Client
-
     from dask_batch import BatchCluster
 
     cluster = BatchCluster(scheduler_file=str(tmp_path / "c" / "sched.json"), **SLURM)
     try:
-        cluster.adapt(minimum=0, maximum=2, interval="1s", wait_count=2, target_duration="1s")
-        with Client(cluster) as client:
-            def slow(x):
-                __import__("time").sleep(1)
-                return x
-
-            futures = client.map(slow, range(16))
-            wait_for(lambda: len(cluster.observed) == 2, 90, "adapt to start 2 workers")
-            assert len(cluster.plan) <= 2
-            assert sum(client.gather(futures)) == sum(range(16))
-            del futures
-            wait_for(lambda: not cluster.plan and not cluster.observed, 90, "adapt to go to 0")
-            time.sleep(3)  # adapt's choice holds: the ended jobs are not replaced
-            assert not cluster.plan
+        adapt_grows_and_shrinks(cluster, start_within=90)
     finally:
         cluster.close()
         scancel(job_ids(cluster))
+
+
+def adapt_grows_and_shrinks(cluster, start_within: float) -> None:
+    """adapt(0..2): 16 one-second tasks bring 2 workers, which go when the work is done, and
+    adapt's choice holds (the ended jobs are not replaced)."""
+    from distributed import Client
+
+    cluster.adapt(minimum=0, maximum=2, interval="1s", wait_count=2, target_duration="1s")
+    with Client(cluster) as client:
+        def slow(x):
+            __import__("time").sleep(1)
+            return x
+
+        futures = client.map(slow, range(16))
+        wait_for(lambda: len(cluster.observed) == 2, start_within, "adapt to start 2 workers")
+        assert len(cluster.plan) <= 2
+        assert sum(client.gather(futures)) == sum(range(16))
+        del futures
+        wait_for(lambda: not cluster.plan and not cluster.observed, 90, "adapt to go to 0")
+        time.sleep(3)
+        assert not cluster.plan
 
 
 @pytest.mark.slurm

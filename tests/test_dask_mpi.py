@@ -143,20 +143,23 @@ def test_cli_scheduler_rank_and_inclusive_workers(tmp_path, tag, flags, names):
     assert "Traceback" not in err, err
 
 
-def test_cli_positional_scheduler_address_adds_workers(tmp_path, tag):
-    """`dask-mpi tcp://host:port --no-scheduler`: the address as dask-mpi's positional."""
+@pytest.mark.parametrize(("flags", "scheme"), [(("--insecure",), "tcp://"),
+                                            ((), "dask-batch-tls://")])
+def test_cli_positional_scheduler_address_adds_workers(tmp_path, tag, flags, scheme):
+    """`dask-mpi ADDRESS --no-scheduler`: the address as dask-mpi's positional, as the
+    scheduler file shows it. A secure job's (dask-batch-tls://) joins with the credentials of
+    the user's state directory, as an outside Client does."""
     sched = str(tmp_path / "s.json")
-    first = serve(tag, 2, sched, "--insecure")
+    first = serve(tag, 2, sched, *flags)
     more = None
     try:
-        from dask_batch.rendezvous import read_scheduler_file
-
         deadline = time.monotonic() + 60
         while not os.path.exists(sched) and time.monotonic() < deadline:
             time.sleep(0.05)
-        address = read_scheduler_file(sched).address
-        assert address.startswith("tcp://")
-        more = subprocess.Popen(mpiexec(2, DASK_BATCH, address, "--no-scheduler", "--insecure",
+        with open(sched) as f:
+            address = json.load(f)["address"]
+        assert address.startswith(scheme), address
+        more = subprocess.Popen(mpiexec(2, DASK_BATCH, address, "--no-scheduler", *flags,
                                         "--name", "more"), env=job_env(tag),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
@@ -213,31 +216,6 @@ def test_cli_worker_flags_reach_the_workers(tmp_path, tag):
     assert all(d.startswith(str(scratch)) for d in dirs.values()), dirs
     assert dashboard == port, err
     assert rc == 0, err
-
-
-def test_cli_positional_tls_address_joins_with_the_users_credentials(tmp_path, tag):
-    """`dask-batch dask-batch-tls://host:port --no-scheduler` (the address as the scheduler
-    file shows it) joins a secure job: the credentials come from the user's state directory,
-    as for an outside Client."""
-    sched = str(tmp_path / "s.json")
-    first = serve(tag, 2, sched)
-    more = None
-    try:
-        deadline = time.monotonic() + 60
-        while not os.path.exists(sched) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with open(sched) as f:
-            address = json.load(f)["address"]
-        assert address.startswith("dask-batch-tls://"), address
-        more = subprocess.Popen(mpiexec(2, DASK_BATCH, address, "--no-scheduler", "--name",
-                                        "more"), env=job_env(tag), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
-        got = workers_of(sched, 3)
-    finally:
-        rc, err = stop(first, tag)
-        if more is not None:
-            stop(more, tag)
-    assert got["names"] == ["dask_mpi-1", "more-0", "more-1"], err
 
 
 @pytest.mark.parametrize(("address", "flags", "says"), [

@@ -167,16 +167,22 @@ def test_completion_works_in_bash():
     assert p.stdout.strip() == "submit", p.stdout + p.stderr
 
 
-@pytest.mark.timeout(180)
-def test_build_has_config_types_and_entry_points(tmp_path):
-    """setuptools builds the package from a copy of the sources (offline, no wheel package):
-    the config defaults, py.typed and every module go in; every entry point is declared."""
+def _sources(tmp_path: Path) -> Path:
+    """What a source distribution holds, copied to build from (no caches, no tests)."""
     src = tmp_path / "src"
     src.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, src / name)
     shutil.copytree(ROOT / "dask_batch", src / "dask_batch",
                     ignore=shutil.ignore_patterns("__pycache__"))
+    return src
+
+
+@pytest.mark.timeout(180)
+def test_build_has_config_types_and_entry_points(tmp_path):
+    """setuptools builds the package from a copy of the sources (offline, no wheel package):
+    the config defaults, py.typed and every module go in; every entry point is declared."""
+    src = _sources(tmp_path)
     lib = tmp_path / "lib"
     p = subprocess.run([sys.executable, "-c", "from setuptools import setup; setup()", "-q",
                         "egg_info", "--egg-base", str(tmp_path), "build_py", "--build-lib",
@@ -207,12 +213,7 @@ def test_wheel_and_sdist_carry_the_licence(tmp_path):
     import tarfile
     import zipfile
 
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "dask_batch", src / "dask_batch",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    src = _sources(tmp_path)
     dist = tmp_path / "dist"
     built = {}
     for kind in ("wheel", "sdist"):  # one process each: setuptools keeps state between them
