@@ -135,7 +135,9 @@ def visible(environ: Mapping[str, str], root: Path | None = None) -> Visible:
     if v is None:
         return Visible()
     units, source = ids, "devices"
-    if v.visible in environ:
+    # Slurm's gres without device files (gres.conf with no File=) sets "NoDevFiles": it
+    # granted GPUs but cannot say which, so the node's devices are the list
+    if v.visible in environ and environ[v.visible].strip() != "NoDevFiles":
         units, source = tokens(environ[v.visible]), v.visible
     if v.relative and v.relative in environ:  # HIP indices count within ROCr's list
         units = [t if not t.isdigit() else units[int(t)]

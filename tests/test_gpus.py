@@ -208,3 +208,12 @@ def test_nvidia_and_intel_probes_count_when_the_tree_lists_no_devices(tmp_path, 
     assert (seen.vendor, seen.units) == (vendor, ("0", "1", "2"))
     smi.write_text("#!/bin/sh\necho 'no devices found' >&2\nexit 6\n")
     assert gpus.visible({}, root=tmp_path).vendor is None
+
+
+def test_slurm_no_dev_files_means_the_nodes_devices(tmp_path):
+    """Slurm's gres without device files sets CUDA_VISIBLE_DEVICES=NoDevFiles: no list, so the
+    node's devices are what the ranks share (not one GPU named "NoDevFiles")."""
+    root = fake_tree(tmp_path, "nvidia", 4)
+    seen = gpus.visible({"CUDA_VISIBLE_DEVICES": "NoDevFiles"}, root=root)
+    assert (seen.vendor, seen.units, seen.source) == ("nvidia", ("0", "1", "2", "3"), "devices")
+    assert gpus.visible({"CUDA_VISIBLE_DEVICES": "2,3"}, root=root).units == ("2", "3")
