@@ -171,11 +171,16 @@ def test_deprecated_spellings_warn_as_dask_jobqueue_does(name, old, new):
 KW = dict(cores=8, memory="32GiB", processes=2, queue="normal", walltime="02:00:00",
           job_name="jqtest")
 PREFIX = {"SLURMCluster": "#SBATCH", "PBSCluster": "#PBS", "SGECluster": "#$",
-          "LSFCluster": "#BSUB"}
+          "LSFCluster": "#BSUB", "MoabCluster": "#PBS", "OARCluster": "#OAR"}
 # deliberate differences: ours also has log files, array and shell lines; dask-jobqueue
 # rounds memory up to whole units (compared within 10%), SLURM -n 1 is our --ntasks=1; SGE's
 # stderr is its own file (ours is read when a job fails), not joined with -j y
-DIFFERENT = {("SGECluster", "j")}
+DIFFERENT = {("SGECluster", "j"),
+             # Moab: Torque's nodes=1:ppn=N,mem= (Moab's own), not PBS Pro's select= that
+             # dask-jobqueue's MoabJob inherits from its PBSJob; checked below
+             ("MoabCluster", "select"), ("MoabCluster", "ncpus"), ("MoabCluster", "mem"),
+             ("MoabCluster", "time"),  # walltime inside nodes=...,walltime=
+             ("OARCluster", "/nodes")}  # the same request, hours not zero-padded: below
 LONG = {"-J": "job-name", "-p": "partition", "-A": "account", "-n": "ntasks",
         "-t": "time", "-N": "name", "-q": "queue", "-W": "walltime", "-M": "memory", "-P":
         "project"}
@@ -190,7 +195,8 @@ def directives(script: str, prefix: str) -> dict[str, str]:
         body = line[len(prefix) + 1:].strip()
         key, value = re.split(r"[= ]", body, maxsplit=1) if re.search(r"[= ]", body) \
             else (body, "")
-        key = "cores" if (prefix, key) == ("#BSUB", "-n") else LONG.get(key, key.lstrip("-"))
+        key = {("#BSUB", "-n"): "cores", ("#OAR", "-n"): "name"}.get(
+            (prefix, key), LONG.get(key, key.lstrip("-")))
         value = value.strip().strip("'\"")
         if (prefix, key) == ("#BSUB", "memory") and value.isdigit():
             value += "K"  # dask-jobqueue's lsf_units: LSF's default unit, KB
@@ -242,9 +248,10 @@ def test_job_script_has_dask_jobqueues_directives(name, tmp_path):
     from dask_batch import jobqueue
 
     extra = {"SLURMCluster": ["--constraint=x"], "PBSCluster": ["-l place=scatter"],
-             "SGECluster": ["-l h_vmem=2G"], "LSFCluster": ['-R "select[avx]"']}[name]
+             "SGECluster": ["-l h_vmem=2G"], "LSFCluster": ['-R "select[avx]"'],
+             "MoabCluster": ["-l naccesspolicy=singlejob"], "OARCluster": ["--checkpoint 60"]}[name]
     kw = {**KW, "job_extra_directives": extra,
-          **({"account": "p42"} if name in ("SLURMCluster", "PBSCluster") else
+          **({"account": "p42"} if name in ("SLURMCluster", "PBSCluster", "MoabCluster") else
              {"project": "p42"})}
     if name == "SGECluster":
         kw["resource_spec"] = "m_mem_free=32G"
@@ -258,6 +265,10 @@ def test_job_script_has_dask_jobqueues_directives(name, tmp_path):
         assert c.job_name == "jqtest"
     if name == "SGECluster":  # cores and memory only through resource_spec, as theirs
         assert "#$ -pe " not in script and "#$ -l mem_free=" not in script, script
+    if name == "MoabCluster":
+        assert "#PBS -l nodes=1:ppn=8,walltime=2:00:00,mem=32768mb" in script, script
+    if name == "OARCluster":
+        assert "#OAR -l /nodes=1/core=8,walltime=2:00:00" in script, script
     for key, value in theirs.items():
         if (name, key) in DIFFERENT:
             continue
