@@ -1,10 +1,10 @@
 """The site recipes of launchers/ (docs/sites.md): Cray EX with NVIDIA GPUs, Slurm with AMD GPUs,
 PBS Pro with PALS and Intel GPUs.
 
-* Both Slurm scripts pass ``sbatch --test-only`` on the real single-node Slurm of ci/clusters.
-  That node has no GPUs (no gres: ``--gpus-per-task`` would be an invalid gres request) and
-  16 CPUs, so the test removes the ``#SBATCH --gpu...`` lines from a copy and asks, on the
-  command line, for one node and one CPU per task; every other line is sbatch's as written.
+* Both Slurm scripts pass ``sbatch --test-only`` on the real single-node Slurm of ci/clusters,
+  GPU lines included: the node advertises 8 GPUs as gres (a count, no devices) and 16 CPUs,
+  so the test asks, on the command line, for one node and one CPU per task; every ``#SBATCH``
+  line is sbatch's as written. Asking for more GPUs than the node has is refused.
 * ``slurm-amd.sbatch`` also runs a whole job there, with a fake AMD device tree and the
   ``ROCR_VISIBLE_DEVICES`` that Slurm's gres would set: each worker gets its own GPU.
 * ``pbs-pals-intel.qsub`` runs under the strict fake ``qsub`` and a strict fake PALS ``mpiexec``
@@ -13,8 +13,8 @@ PBS Pro with PALS and Intel GPUs.
 
 from __future__ import annotations
 
-import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,9 @@ from clusters import PYTHON, Slurm, no_leftovers, one_result, slurm_env, slurm_u
 from conftest import MPIEXEC, require
 from gpu_trees import fake_tree
 from test_launchers_fakes import Fakes, submit
+
+sys.path.insert(0, str(Path(__file__).parent / "fakes"))
+from helpers import wait_for  # noqa: E402
 
 LAUNCHERS = Path(__file__).resolve().parent.parent / "launchers"
 SLURM_SITES = ["cray-ex-nvidia.sbatch", "slurm-amd.sbatch"]
@@ -49,44 +52,38 @@ with Client() as c:
 """
 
 
-def without_gpu_lines(name: str, where: Path) -> Path:
-    """A copy of the template without its GPU requests (this Slurm has no gres)."""
-    text = (LAUNCHERS / name).read_text()
-    copy = where / name
-    copy.write_text(re.sub(r"^#SBATCH --gpu.*\n", "", text, flags=re.M))
-    assert copy.read_text() != text and "#SBATCH --gpu" not in copy.read_text()
-    return copy
-
-
 @pytest.mark.slurm
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("name", SLURM_SITES)
 def test_slurm_site_scripts_pass_sbatch_test_only(tmp_path, tag, name):
     require(slurm_up(), "single-node Slurm is not running (bash ci/clusters/start-slurm.sh)")
     env = slurm_env(tag)
-    p = subprocess.run(["sbatch", "--test-only", *SHRINK, str(without_gpu_lines(name, tmp_path)),
-                        "x.py"], env=env, cwd=tmp_path, capture_output=True, text=True,
-                       timeout=30)
+    script = str(LAUNCHERS / name)
+    p = subprocess.run(["sbatch", "--test-only", *SHRINK, script, "x.py"], env=env,
+                       cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert p.returncode == 0 and "to start at" in p.stderr, p.stderr
-    # as written, with its GPU lines, this Slurm refuses it: the stripping is what made it pass
-    p = subprocess.run(["sbatch", "--test-only", *SHRINK, str(LAUNCHERS / name), "x.py"],
+    # the GPU requests are checked: more GPUs than the node has cannot start
+    p = subprocess.run(["sbatch", "--test-only", *SHRINK, "--gpus-per-node=9", script, "x.py"],
                        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
-    assert p.returncode != 0 and "gres" in p.stderr.lower(), p.stderr
+    assert p.returncode != 0, p.stderr
 
 
 @pytest.mark.slurm
 @pytest.mark.timeout(200)
 def test_slurm_amd_script_one_gpu_per_worker(tmp_path, tag):
-    """slurm-amd.sbatch on the real Slurm, 4 tasks on a fake node of 8 AMD GPUs narrowed to
-    4,5 (what gres would set): the 2 workers get 4 and 5, GPU=1, a GPU task runs."""
+    """slurm-amd.sbatch as written on the real Slurm, asking for 2 of the node's 8 gres GPUs
+    while another job holds 2: Slurm grants GPUs 2 and 3 and says so in ROCR_VISIBLE_DEVICES;
+    on a fake node of 8 AMD GPUs the 2 workers get 2 and 3, GPU=1, a GPU task runs."""
     require(slurm_up(), "single-node Slurm is not running (bash ci/clusters/start-slurm.sh)")
     (tmp_path / "client.py").write_text(CLIENT)
     root = fake_tree(tmp_path / "node", "amd", 8)
-    jobs = Slurm(slurm_env(tag, PYTHON=PYTHON, DASK_BATCH_DEVICE_ROOT=str(root),
-                           ROCR_VISIBLE_DEVICES="4,5"))
+    jobs = Slurm(slurm_env(tag, PYTHON=PYTHON, DASK_BATCH_DEVICE_ROOT=str(root)))
     try:
-        job_id = jobs.sbatch(*SHRINK, "--ntasks-per-node=4", "-o", "out.txt",
-                             str(without_gpu_lines("slurm-amd.sbatch", tmp_path)), "client.py",
+        holder = jobs.sbatch("--gpus=2", "-n1", "--wrap", "sleep 170", cwd=tmp_path)
+        wait_for(lambda: jobs.show(holder).get("JobState") == "RUNNING", 60,
+                 "the job holding GPUs 0 and 1 to run")
+        job_id = jobs.sbatch(*SHRINK, "--ntasks-per-node=4", "--gpus-per-node=2", "-o",
+                             "out.txt", str(LAUNCHERS / "slurm-amd.sbatch"), "client.py",
                              cwd=tmp_path)
         state, code, _ = jobs.wait(job_id, timeout=180)
     finally:
@@ -94,8 +91,10 @@ def test_slurm_amd_script_one_gpu_per_worker(tmp_path, tag):
     text = (tmp_path / "out.txt").read_text()
     assert (state, code) == ("COMPLETED", 0), text
     out = one_result(text)
-    assert out["seen"] == [{"ROCR_VISIBLE_DEVICES": "4", "HIP_VISIBLE_DEVICES": "0"},
-                           {"ROCR_VISIBLE_DEVICES": "5", "HIP_VISIBLE_DEVICES": "0"}], text
+    amd = [{k: v for k, v in seen.items() if k.endswith("_VISIBLE_DEVICES")}  # Slurm sets
+           for seen in out["seen"]]  # every vendor's variable (ZE_AFFINITY_MASK too)
+    assert amd == [{"ROCR_VISIBLE_DEVICES": "2", "HIP_VISIBLE_DEVICES": "0"},
+                   {"ROCR_VISIBLE_DEVICES": "3", "HIP_VISIBLE_DEVICES": "0"}], text
     assert out["res"] == [{"GPU": 1}, {"GPU": 1}] and out["on"] in out["seen"], text
     no_leftovers(tag)
 

@@ -15,12 +15,17 @@
 #   SLURM_CI_MPI=1             also install openmpi-bin + libpmix-dev so `srun --mpi=pmix` works
 #   SLURM_CI_MPI_DEFAULT=none  MpiDefault in slurm.conf (none | pmix | pmi2)
 #   SLURM_CI_TIMEOUT=60        seconds to wait for the node to become usable
+#   SLURM_CI_GPUS=8            GPUs the node advertises as gres, backed by stand-in device
+#                              files (character devices like /dev/null, outside /dev): sbatch
+#                              --gpus-per-task/--gpus-per-node are checked and granted, and
+#                              no real device exists
 set -euo pipefail
 LOG_TAG=start-slurm
 # shellcheck source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 CPUS=${SLURM_CI_CPUS:-16}
+GPUS=${SLURM_CI_GPUS:-8}
 WANT_MPI=${SLURM_CI_MPI:-1}
 MPI_DEFAULT=${SLURM_CI_MPI_DEFAULT:-none}
 TIMEOUT=${SLURM_CI_TIMEOUT:-60}
@@ -79,6 +84,7 @@ JobCompType=jobcomp/none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
+GresTypes=gpu
 # advertise CPUs=$CPUS even though the machine has fewer cores; don't drain the node for it
 SlurmdParameters=config_overrides
 MpiDefault=$MPI_DEFAULT
@@ -89,9 +95,23 @@ MinJobAge=300
 SlurmctldTimeout=30
 SlurmdTimeout=60
 Waittime=0
-NodeName=$H NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
+NodeName=$H NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM Gres=gpu:$GPUS State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
+# stand-in GPU device files: Slurm wants a character device per GPU; these are /dev/null's
+# (1:3), kept out of /dev so that nothing takes them for real GPUs
+GPU_DIR=/var/lib/slurm-ci-gpus
+mkdir -p "$GPU_DIR"
+for ((i = 0; i < GPUS; i++)); do
+  [ -c "$GPU_DIR/gpu$i" ] || mknod -m 666 "$GPU_DIR/gpu$i" c 1 3
+done
+GRES_NEW=$(mktemp)
+echo "NodeName=$H Name=gpu File=$GPU_DIR/gpu[0-$((GPUS - 1))]" > "$GRES_NEW"
+if ! cmp -s "$GRES_NEW" /etc/slurm/gres.conf; then
+  install -m 644 "$GRES_NEW" /etc/slurm/gres.conf
+  [ -f "$CONF" ] && FORCE_RESTART=1
+fi
+rm -f "$GRES_NEW"
 if ! cmp -s "$NEW" "$CONF"; then
   log "writing $CONF"
   if [ -f "$CONF" ]; then FORCE_RESTART=1; fi
