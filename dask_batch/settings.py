@@ -23,7 +23,8 @@ from .units import parse_memory
 DEFAULTS_FILE = os.path.join(os.path.dirname(__file__), "batch.yaml")
 
 with open(DEFAULTS_FILE) as _f:
-    dask.config.update_defaults(yaml.safe_load(_f))  # once, as distributed loads its own
+    PACKAGED: dict[str, Any] = yaml.safe_load(_f)  # batch.yaml as shipped, read once
+dask.config.update_defaults(PACKAGED)  # as distributed loads its own
 
 
 class SettingsError(BatchError, ValueError):

@@ -4,10 +4,11 @@ default (copied here: dask-jobqueue itself is not imported)."""
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import dask.config
+
+from ..settings import PACKAGED
 
 # dask-jobqueue's defaults (its jobqueue.yaml), used when jobqueue.<system>.<key> is unset
 DEFAULTS: dict[str, Any] = {
@@ -37,7 +38,7 @@ class Config:
         batch_key = _BATCH_KEYS.get(key)
         if batch_key is not None:
             value = dask.config.get(f"batch.submit.{batch_key}", default=None)
-            if value != _packaged_submit_defaults().get(batch_key):
+            if value != PACKAGED["batch"]["submit"].get(batch_key):
                 return value
         dashed = key.replace("_", "-")
         if key == "job_name":
@@ -45,12 +46,3 @@ class Config:
         return dask.config.get(f"jobqueue.{self.name}.{dashed}",
                                default=DEFAULTS.get(dashed))
 
-
-@functools.cache
-def _packaged_submit_defaults() -> dict[str, Any]:
-    import yaml
-
-    from ..settings import DEFAULTS_FILE
-
-    with open(DEFAULTS_FILE) as f:
-        return dict(yaml.safe_load(f)["batch"]["submit"])
