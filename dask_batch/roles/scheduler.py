@@ -38,7 +38,8 @@ async def serve_scheduler(
 ) -> int:
     """Start the scheduler, publish its contact, serve until the job ends; return the exit code."""
     t0 = time.monotonic()
-    scheduler = await _start(s, interface, protocol, creds)
+    dashboard_later = _dashboard_later(s)
+    scheduler = await _start(s, interface, protocol, creds, dashboard_later)
     watch = JobWatch(
         client_expected=s.client,
         client_timeout=s.client_timeout,
@@ -53,7 +54,7 @@ async def serve_scheduler(
     scheduler.add_plugin(_release_on_remote_close(watch, members, s.shutdown_grace))
     contact = _contact(s, scheduler, placement, creds)
     publish(contact)
-    if _dashboard_later(s):
+    if dashboard_later:
         task = asyncio.ensure_future(_add_dashboard(scheduler))
         _BACKGROUND.add(task)
         task.add_done_callback(_BACKGROUND.discard)
@@ -82,7 +83,7 @@ async def serve_scheduler(
 
 
 async def _start(s: Settings, interface: str | None, protocol: str,
-                 creds: dict[str, str] | None) -> Any:
+                 creds: dict[str, str] | None, dashboard_later: bool) -> Any:
     from distributed import Scheduler
 
     scheduler = Scheduler(
@@ -91,7 +92,7 @@ async def _start(s: Settings, interface: str | None, protocol: str,
         port=s.scheduler_port,
         security=security_from(creds),
         # the HTTP server listens now; bokeh's dashboard joins it once the address is out
-        dashboard=s.dashboard and not _dashboard_later(s),
+        dashboard=s.dashboard and not dashboard_later,
         dashboard_address=s.dashboard_address if s.dashboard else None,
     )
     try:
