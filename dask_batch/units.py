@@ -1,4 +1,5 @@
-"""Memory sizes and durations as users write them: one parser each, one error style."""
+"""Memory sizes, durations and ports as users write them: one parser each, one error
+style."""
 
 from __future__ import annotations
 
@@ -84,3 +85,15 @@ def hms(seconds: int) -> str:
 def mib(nbytes: int) -> int:
     """Whole MiB, rounded up so a job never gets less than asked for."""
     return math.ceil(nbytes / 2**20)
+
+
+def parse_ports(value: Any, what: str = "port") -> list[int]:
+    """dask-worker's port forms: ``8000`` or a range ``8000:8010`` (both ends included).
+
+    >>> parse_ports("8000"), parse_ports("8000:8002")
+    ([8000], [8000, 8001, 8002])
+    """
+    first, _, last = str(value).strip().partition(":")
+    if not first.isdigit() or not (last or first).isdigit():
+        raise UnitError(f"{what} {value!r}: expected a port or a range such as 8000:8010")
+    return list(range(int(first), int(last or first) + 1))

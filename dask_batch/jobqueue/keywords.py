@@ -15,6 +15,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from ..units import parse_ports
+
 # dask-worker flag -> (where its value goes: a job spec key, or "option:<Worker keyword>",
 # whether it takes a value). The value is dask-worker's text; the worker parses it as
 # dask-worker would (times, sizes).
@@ -67,10 +69,12 @@ def worker_extra_args(args: list[str] | tuple[str, ...] | str,
         value: Any = inline if takes_value else flag not in _OFF
         if target == "resources":
             value = _resources(value)
-        elif target in ("option:worker_port", "option:nanny_port") and not all(
-                p.isdigit() for p in str(value).split(":", 1)):
-            raise TypeError(f"{keyword}: {flag} takes a port or a range such as 8000:8010, "
-                            f"not {value!r}")
+        elif target in ("option:worker_port", "option:nanny_port"):
+            try:
+                parse_ports(value, flag)
+            except ValueError:
+                raise TypeError(f"{keyword}: {flag} takes a port or a range such as "
+                                f"8000:8010, not {value!r}") from None
         if target.startswith("option:"):
             key = target.removeprefix("option:")
             options[key] = [*options.get(key, []), value] if key == "preload" else value

@@ -19,6 +19,7 @@ import sys
 from typing import Any
 
 from .. import report
+from ..units import UnitError, parse_ports
 
 logger = logging.getLogger("dask_batch.submit.worker")
 
@@ -114,10 +115,9 @@ def _ports(kwargs: dict[str, Any], n: int, nanny: bool) -> list[dict[str, Any]]:
                       (nanny_port if nanny else None, "port")):
         if text is None:
             continue
-        first, _, last = str(text).partition(":")
-        ports = list(range(int(first), int(last or first) + 1))
+        ports = parse_ports(text)
         if len(ports) < n and ports != [0]:
-            raise ValueError(f"port {text}: {n} worker processes need a range of {n} ports")
+            raise UnitError(f"port {text}: {n} worker processes need a range of {n} ports")
         for i in range(n):
             out[i][key] = ports[0] if ports == [0] else ports[i]
     return out
@@ -132,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         code = asyncio.run(serve(args, name))
-    except (BatchError, ValueError) as e:  # no or unsafe scheduler file, too few ports: one
-        # line, no traceback
+    except BatchError as e:  # no or unsafe scheduler file, too few ports: one line
         report.error(e)
         code = 2
     if args.exit_code_dir:
