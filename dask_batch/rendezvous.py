@@ -256,15 +256,16 @@ def address_contact(address: str, secure: bool) -> Contact:
     """Joining by address (dask-mpi's positional SCHEDULER_ADDRESS): over TLS the job's
     credentials come from this user's state directory, as for an outside client; a plain
     TCP scheduler only with --insecure (a secure job's workers never speak plain TCP)."""
-    if address.startswith(("tls://", f"{SCHEME}://")):
+    scheme = address.split("://", 1)[0] if "://" in address else "tcp"
+    if scheme in ("tls", SCHEME):
         return Contact(address=inside_address(address), creds=read_state(address))
-    if secure and "://" in address and not address.startswith(("tcp://", "ucx://")):
-        raise RendezvousError(f"cannot join {address}: unknown address scheme")
-    if secure and not address.startswith("ucx://"):
+    if not secure or scheme == "ucx":
+        return Contact(address=address)
+    if scheme == "tcp":
         raise RendezvousError(
             f"{address} is a plain TCP scheduler and this job is secure (mutual TLS): "
             "add --insecure to join it, or join a dask-batch job by its --scheduler-file")
-    return Contact(address=address)
+    raise RendezvousError(f"cannot join {address}: unknown address scheme")
 
 
 def _process_start() -> float:

@@ -117,13 +117,14 @@ def _scheduler_file(path: str | None, must_exist: bool = True) -> str:
     if not path:  # status/cancel: the one cluster whose state file is here (a BatchCluster's
         # folder too: a notebook that died without close() left its jobs there)
         base = dask.config.get("batch.cluster.directory", default=None) or "."
-        found = sorted({*glob.glob("*.addon.json"),
-                        *glob.glob(os.path.join(base, "dask-batch-*", "*.addon.json"))})
+        states = {*glob.glob("*.addon.json"),
+                  *glob.glob(os.path.join(base, "dask-batch-*", "*.addon.json"))}
+        found = sorted(f[: -len(".addon.json")] + ".json" for f in states)
         if len(found) == 1:
-            return found[0][: -len(".addon.json")] + ".json"
+            return found[0]
         if found:
-            listed = ", ".join(f[: -len(".addon.json")] + ".json" for f in found)
-            raise BadInput(f"several clusters here ({listed}): pick one with --scheduler-file")
+            raise BadInput(f"several clusters here ({', '.join(found)}): pick one with "
+                           "--scheduler-file")
         raise BadInput("no --scheduler-file (and batch.scheduler-file is not set)")
     if must_exist:
         from ..rendezvous import read_scheduler_file
