@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -34,6 +35,20 @@ def test_run_script_plain_client_connects_and_gets_args():
     assert out == {**out, "argv": ["--its-args", "x"], "workers": 3, "total": 90,
                    "name": "__main__"}
     assert out["address"].startswith("tls://")
+
+
+def test_dashboard_loads_at_its_first_visit():
+    """bokeh's ~0.5 s of imports are not on the job's path: the scheduler imports them when
+    the dashboard is first opened, and the visit gets the real page (the browser is sent back
+    to the same address, now bokeh's); later pages are served directly."""
+    require(importlib.util.find_spec("bokeh") is not None, "bokeh missing")
+    job = run_job(mpiexec(3, DASK_BATCH, "run", str(ROOT / "mpi_tests" / "dashboard_visit.py")))
+    assert job.returncode == 0, job
+    out = json_line(job.stdout)
+    assert out["url"].startswith("http://127.0.0.1:") and out["url"].endswith("/status"), out
+    assert out["before"] is False and out["after"] is True, out
+    assert out["first"] == {"status": 200, "url": out["url"], "bokeh_page": True}, out
+    assert out["second"]["status"] == 200 and out["second"]["bokeh_page"], out
 
 
 def test_cluster_options_after_run_and_before_it_merge(tmp_path):
