@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 from conftest import BIN, MPIEXEC, ROOT, job_env, kill_tagged, mpiexec, require, run_job
@@ -49,6 +50,26 @@ def test_dashboard_loads_at_its_first_visit():
     assert out["before"] is False and out["after"] is True, out
     assert out["first"] == {"status": 200, "url": out["url"], "bokeh_page": True}, out
     assert out["second"]["status"] == 200 and out["second"]["bokeh_page"], out
+
+
+@pytest.mark.parametrize("configured", [None, "False"])
+def test_job_client_moves_data_straight_to_and_from_workers(configured):
+    """Inside the allocation every worker is reachable: scatter and gather skip the scheduler
+    (one hop instead of two, nothing held on rank 0), unless the user's config says no."""
+    env = job_env(uuid.uuid4().hex)
+    if configured:
+        env["DASK_DISTRIBUTED__CLIENT__DIRECT_TO_WORKERS"] = configured
+    job = run_job(mpiexec(4, DASK_BATCH, "run", str(ROOT / "mpi_tests" / "direct_gather.py")),
+                  env=env)
+    assert job.returncode == 0, job
+    out = json_line(job.stdout)
+    assert out["sizes"] == [2**21, 2**21], out
+    if configured:
+        assert out["direct"] is False and out["through_scheduler"] == {"gather": 1,
+                                                                       "scatter": 1}, out
+    else:
+        assert out["direct"] is True and out["through_scheduler"] == {"gather": 0,
+                                                                      "scatter": 0}, out
 
 
 def test_cluster_options_after_run_and_before_it_merge(tmp_path):

@@ -215,7 +215,8 @@ import os
 from dask.distributed import Client
 client = Client()
 total = client.submit(sum, range(101)).result()
-print(total, len(client.scheduler_info()["workers"]), client.scheduler.address, os.getpid())
+print(total, len(client.scheduler_info()["workers"]), client.scheduler.address, os.getpid(),
+      client.direct_to_workers)
 """
 
 
@@ -247,8 +248,8 @@ def test_kernel_client_computes_and_shutdown_ends_the_job(lab_job) -> None:
 
     # a plain Client() in a kernel reaches this job's scheduler, over TLS, with 2 workers
     kernel = Kernel(job)
-    total, workers, address, kernel_pid = kernel.run(CLIENT_CODE).split()
-    assert (total, workers) == ("5050", "2")
+    total, workers, address, kernel_pid, direct = kernel.run(CLIENT_CODE).split()
+    assert (total, workers, direct) == ("5050", "2", "True")
     assert address.startswith("tls://127.0.0.1:")
     kernel.close()
 
@@ -389,12 +390,12 @@ def test_browser_renders_the_lab_and_file_shut_down_ends_the_job(lab_job, tmp_pa
 
 
 def _notebook(output: str) -> dict:
-    total, workers, address, _ = output.split()
+    total, workers, address, _, direct = output.split()
     cell = {
         "cell_type": "code", "execution_count": 1, "id": "c1", "metadata": {},
         "source": CLIENT_CODE.strip().replace(", os.getpid()", "").replace("import os\n", ""),
         "outputs": [{"output_type": "stream", "name": "stdout",
-                     "text": f"{total} {workers} {address}\n"}],
+                     "text": f"{total} {workers} {address} {direct}\n"}],
     }
     return {"cells": [cell], "metadata": {"kernelspec": {"name": "python3",
                                                           "display_name": "Python 3"}},
