@@ -34,12 +34,13 @@ skip() {
 }
 
 START=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-step bootstrap $PY benchmarks/bootstrap.py --ranks 4 8 12 --reps 3 \
+step bootstrap $PY benchmarks/bootstrap.py --ranks 4 8 12 --reps 4 \
     --contenders floor dask-mpi dask-mpi-nodash batch-mpi batch-mpi-nodash batch-mpi-tcp \
-    batch-mpi-nonanny batch-file $QUIET --retries 1 --out $OUT/bootstrap.csv
+    batch-mpi-nonanny batch-mpi-tcp-nonanny batch-mpi-via-scheduler batch-file \
+    $QUIET --retries 1 --out $OUT/bootstrap.csv
 step profile $PY benchmarks/profile.py --ranks 4 8 12 --reps 2 \
     --contenders floor dask-mpi batch-mpi batch-file $QUIET --out $OUT/profile.csv
-step transfer $PY benchmarks/transfer.py --reps 3 $QUIET --out $OUT/transfer.csv
+step transfer $PY benchmarks/transfer.py --reps 5 $QUIET --out $OUT/transfer.csv
 step tls-floor $PY benchmarks/tls_floor.py --reps 5 --out $OUT/tls-floor.csv
 step workloads $PY benchmarks/workloads.py --reps 3 --max-foreign 0.3 --out $OUT/workloads.csv
 step scale-paths $PY benchmarks/scale_paths.py --members 256 512 1024 --reps 2 \

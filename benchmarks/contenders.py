@@ -74,6 +74,13 @@ _all = [
     Contender("batch-mpi-nanny-spawn", BATCH_JOB, {"DASK_BATCH__WORKER__START_METHOD": "spawn"},
               about="batch-mpi, its nanny spawning the worker (distributed's way) instead of "
               "forking it"),
+    Contender("batch-mpi-tcp-nonanny", BATCH_JOB,
+              {"DASK_BATCH__SECURE": "false", "DASK_BATCH__WORKER__NANNY": "false"},
+              about="batch-mpi as dask-mpi runs: plain TCP, the worker in the rank (no nanny)"),
+    Contender("batch-mpi-via-scheduler", BATCH_JOB,
+              {"DASK_DISTRIBUTED__CLIENT__DIRECT_TO_WORKERS": "false"},
+              about="batch-mpi, its client gathering through the scheduler (distributed's "
+              "default) instead of straight from the workers"),
     Contender("batch-mpi-nolocal", BATCH_JOB, {"MPIR_CVAR_NOLOCAL": "1"},
               about="batch-mpi with MPICH's MPIR_CVAR_NOLOCAL=1 (no shared-memory init barrier)"),
 ]

@@ -266,6 +266,39 @@ def typed(rows: list[dict]) -> list[dict]:
     return out
 
 
+# (contender, base, what the ratio shows), where both ran
+PAIRS = [
+    ("batch-mpi", "dask-mpi-nodash", "batch-mpi / dask-mpi-nodash (equal work: no dashboard "
+     "served)"),
+    ("batch-mpi-nodash", "dask-mpi-nodash", "batch-mpi-nodash / dask-mpi-nodash"),
+    ("batch-file", "dask-mpi-nodash", "batch-file / dask-mpi-nodash"),
+    ("batch-mpi-tcp-nonanny", "dask-mpi-nodash", "batch-mpi-tcp-nonanny / dask-mpi-nodash "
+     "(dask-mpi's transport and worker: TCP, no nanny)"),
+    ("batch-mpi", "batch-mpi-tcp", "batch-mpi / batch-mpi-tcp (TLS)"),
+    ("batch-mpi", "batch-mpi-nonanny", "batch-mpi / batch-mpi-nonanny (the nanny)"),
+    ("batch-mpi", "batch-mpi-nodash", "batch-mpi / batch-mpi-nodash (the dashboard)"),
+    ("batch-mpi", "batch-mpi-via-scheduler", "batch-mpi / batch-mpi-via-scheduler (gathers "
+     "straight from the workers)"),
+]
+
+
+def what_each_default_costs(rows: list[dict], paired) -> str:
+    """Paired median (min–max) ratios of one contender over another, per N."""
+    ns = sorted({r["ranks"] for r in rows})
+    lines = []
+    for name, base, label in PAIRS:
+        cells = []
+        for n in ns:
+            v = paired(rows, name, n, base)
+            cells.append(f"{statistics.median(v):.2f} ({min(v):.2f}–{max(v):.2f})" if v else "–")
+        if any(c != "–" for c in cells):
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if not lines:
+        return ""
+    head = "| ratio | " + " | ".join(f"N = {n}" for n in ns) + " |"
+    return "\n".join([head, "|---|" + "---|" * len(ns), *lines])
+
+
 def tables(results: Path) -> str:
     """The Markdown tables of docs/benchmarks.md, from the CSV files."""
     import importlib.util
@@ -286,6 +319,9 @@ def tables(results: Path) -> str:
         if (results / f"{stem}.csv").exists():
             rows = typed(read(results / f"{stem}.csv"))
             parts += [f"### {stem}", bootstrap.markdown(bootstrap.summarise(rows))]
+            costs = what_each_default_costs(rows, bootstrap.paired)
+            if costs:
+                parts += [f"### {stem}: paired ratios", costs]
     if (results / "profile.csv").exists():
         parts += ["### profile", prof.report(typed(read(results / "profile.csv")),
                                               typed(read(results / "profile-ranks.csv")))]
