@@ -231,8 +231,6 @@ def run_lab(*, port: int | None = None, ip: str | None = None,
     >>> from dask_batch.lab import run_lab   # doctest: +SKIP
     >>> raise SystemExit(run_lab(port=8888))  # doctest: +SKIP
     """
-    import dask.config
-
     from .runner import BatchRunner
     from .security import environ_for
 
@@ -253,10 +251,7 @@ def run_lab(*, port: int | None = None, ip: str | None = None,
     code = 1
     try:
         # the kernels' plain Client(): scheduler address (set by the runner) and TLS credentials
-        # and, as the runner's own client, straight to the workers for gather and scatter
-        direct = dask.config.get("distributed.client.direct-to-workers", None)
         env = {**os.environ, "DASK_SCHEDULER_ADDRESS": contact.address,
-               "DASK_DISTRIBUTED__CLIENT__DIRECT_TO_WORKERS": str(direct),
                **environ_for(contact.creds)}
         srv = LabServer(ip or lab_ip(runner), port, jupyter_args, env)
         server.append(srv)

@@ -301,11 +301,13 @@ class BatchRunner:
         self.contact = contact
         self.security = security_from(contact.creds)
         dask.config.set({"scheduler-address": contact.address, **config_for(contact.creds)})
+        os.environ["DASK_SCHEDULER_ADDRESS"] = contact.address
         if dask.config.get("distributed.client.direct-to-workers", None) is None:
             # inside the allocation every worker is reachable: gather and scatter go to the
-            # workers, not through the scheduler (half the bytes moved, none held by rank 0)
+            # workers, not through the scheduler (half the bytes moved, none held by rank 0);
+            # in the environment too, for the clients of processes started here (lab kernels)
             dask.config.set({"distributed.client.direct-to-workers": True})
-        os.environ["DASK_SCHEDULER_ADDRESS"] = contact.address
+            os.environ["DASK_DISTRIBUTED__CLIENT__DIRECT_TO_WORKERS"] = "True"
         os.environ["DASK_BATCH_N_WORKERS"] = str(self.n_workers)  # for plain `run` scripts
         self._client_end = ClientEnd(s, self.placement.rank, contact.address,  # type: ignore
                                      self.security, self._on_ending, self._scheduler_thread)
