@@ -11,7 +11,7 @@ from .errors import BatchError
 
 
 class UnitError(BatchError, ValueError):
-    """A size or a duration that does not parse; the message shows a valid one."""
+    """A size, a duration or a port that does not parse; the message shows a valid one."""
 
     every_rank = True  # every rank parses the same value: report it once per job
 

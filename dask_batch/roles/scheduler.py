@@ -88,7 +88,7 @@ async def _start(s: Settings, interface: str | None, protocol: str,
         protocol=protocol,
         port=s.scheduler_port,
         security=security_from(creds),
-        # the HTTP server listens now; bokeh's dashboard joins it once the address is out
+        # the HTTP server listens now; bokeh's dashboard joins it at its first visit
         dashboard=s.dashboard and not dashboard_later,
         dashboard_address=s.dashboard_address if s.dashboard else None,
     )
